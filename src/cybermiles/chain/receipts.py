@@ -1,0 +1,77 @@
+"""Transaction receipts and logs in Ethereum's consensus encoding (EIP-658 status, EIP-2718 types).
+
+Only consensus fields are stored; RPC derives per-transaction gas, contract address and effective
+gas price from the receipt, the previous receipt and the transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import rlp
+from eth_bloom import BloomFilter
+
+EMPTY_BLOOM = b"\x00" * 256
+
+
+@dataclass(frozen=True, slots=True)
+class Log:
+    address: bytes
+    topics: tuple[bytes, ...]
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    tx_type: int
+    status: int
+    cumulative_gas_used: int
+    logs: tuple[Log, ...]
+    bloom: bytes
+
+    def encode(self) -> bytes:
+        """Consensus encoding: ``rlp(...)`` for legacy, ``type || rlp(...)`` for typed."""
+        payload = rlp.encode(
+            [
+                self.status,
+                self.cumulative_gas_used,
+                self.bloom,
+                [[log.address, list(log.topics), log.data] for log in self.logs],
+            ]
+        )
+        return payload if self.tx_type == 0 else bytes([self.tx_type]) + payload
+
+
+def decode_receipt(data: bytes) -> Receipt:
+    tx_type = 0
+    if data and data[0] < 0x7F:
+        tx_type, data = data[0], data[1:]
+    status, cumulative, bloom, logs = rlp.decode(data)
+    return Receipt(
+        tx_type,
+        int.from_bytes(status, "big"),
+        int.from_bytes(cumulative, "big"),
+        tuple(Log(address, tuple(topics), log_data) for address, topics, log_data in logs),
+        bloom,
+    )
+
+
+def logs_bloom(logs: Iterable[Log]) -> bytes:
+    """The 2048-bit bloom of the logs' addresses and topics (Yellow Paper 4.3.1)."""
+    bloom = BloomFilter()
+    empty = True
+    for log in logs:
+        empty = False
+        bloom.add(log.address)
+        for topic in log.topics:
+            bloom.add(topic)
+    return EMPTY_BLOOM if empty else int(bloom).to_bytes(256, "big")
+
+
+def combine_blooms(blooms: Iterable[bytes]) -> bytes:
+    value = 0
+    for bloom in blooms:
+        if bloom != EMPTY_BLOOM:
+            value |= int.from_bytes(bloom, "big")
+    return value.to_bytes(256, "big")

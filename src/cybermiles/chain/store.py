@@ -1,0 +1,94 @@
+"""Reading and writing blocks, receipts and the transaction index in the LMDB tables.
+
+Writes happen inside the block's single write transaction (see ``node.blockchain``); reads
+open their own short read transactions, so any thread may call them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import lmdb
+import rlp
+
+from cybermiles.chain.database import Database, be64
+from cybermiles.chain.header import Header, decode_header, encode_header, header_hash
+from cybermiles.chain.receipts import Receipt, decode_receipt
+from cybermiles.chain.transactions import Transaction
+
+
+@dataclass(frozen=True, slots=True)
+class StoredTx:
+    """A transaction as stored in a block body: its raw bytes and its recovered sender."""
+
+    raw: bytes
+    sender: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class TxLocation:
+    block_number: int
+    index: int
+
+
+def write_block(
+    txn: lmdb.Transaction,
+    db: Database,
+    header: Header,
+    txs: list[Transaction],
+    receipts: list[Receipt],
+) -> bytes:
+    """Write a block with its receipts and indexes and move the head to it; return its hash."""
+    number = header.block_number
+    key = be64(number)
+    block_hash = header_hash(header)
+    txn.put(key, encode_header(header), db=db[b"headers"])
+    txn.put(block_hash, key, db=db[b"hashes"])
+    txn.put(key, rlp.encode([[tx.raw, tx.sender] for tx in txs]), db=db[b"bodies"])
+    txn.put(key, rlp.encode([r.encode() for r in receipts]), db=db[b"receipts"])
+    txindex = db[b"txindex"]
+    for index, tx in enumerate(txs):
+        txn.put(tx.hash, key + index.to_bytes(4, "big"), db=txindex)
+    txn.put(b"head", key, db=db[b"meta"])
+    return block_hash
+
+
+class BlockStore:
+    """Thread-safe readers over the block tables."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def _get(self, table: bytes, key: bytes) -> bytes | None:
+        with self.db.begin() as txn:
+            return txn.get(key, db=self.db[table])
+
+    def head_number(self) -> int | None:
+        raw = self._get(b"meta", b"head")
+        return None if raw is None else int.from_bytes(raw, "big")
+
+    def header(self, number: int) -> Header | None:
+        raw = self._get(b"headers", be64(number))
+        return None if raw is None else decode_header(raw)
+
+    def number_of(self, block_hash: bytes) -> int | None:
+        raw = self._get(b"hashes", block_hash)
+        return None if raw is None else int.from_bytes(raw, "big")
+
+    def body(self, number: int) -> list[StoredTx] | None:
+        raw = self._get(b"bodies", be64(number))
+        if raw is None:
+            return None
+        return [StoredTx(tx_raw, sender) for tx_raw, sender in rlp.decode(raw)]
+
+    def receipts(self, number: int) -> list[Receipt] | None:
+        raw = self._get(b"receipts", be64(number))
+        if raw is None:
+            return None
+        return [decode_receipt(item) for item in rlp.decode(raw)]
+
+    def tx_location(self, tx_hash: bytes) -> TxLocation | None:
+        raw = self._get(b"txindex", tx_hash)
+        if raw is None:
+            return None
+        return TxLocation(int.from_bytes(raw[:8], "big"), int.from_bytes(raw[8:], "big"))

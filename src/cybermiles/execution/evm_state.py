@@ -1,0 +1,167 @@
+"""py-evm reading and writing our ``WorldState``: an ``AccountDatabaseAPI`` adapter.
+
+py-evm's own ``AccountDB`` keeps state in a hexary trie and hashes on every write; this adapter
+instead journals plain dict writes in ``WorldState`` and leaves the state root to the block
+commit. Semantics follow ``eth.db.account.AccountDB``: writing to a missing account creates it,
+``touch_account`` creates an empty one, ``get_storage(from_journal=False)`` returns the value at
+the start of the transaction (EIP-2200 "original value"), and warm address/slot sets (EIP-2929)
+revert with their call frame.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from eth.abc import AccountDatabaseAPI
+from eth.vm.forks.prague.state import PragueState
+
+from cybermiles.crypto.keccak import EMPTY_KECCAK
+from cybermiles.state.account import EMPTY_ACCOUNT, Account
+from cybermiles.state.world import WorldState
+
+
+UNCOMPUTED_ROOT = b"\x00" * 32
+
+
+class WorldStateAccountDB(AccountDatabaseAPI):
+    """Adapter from py-evm's account-database interface to ``WorldState``."""
+
+    def __init__(self, world: WorldState) -> None:  # type: ignore[override]
+        self.world = world
+        self._original: dict[tuple[bytes, int], int] = {}
+        self._warm: set[Any] = set()
+
+    # -- roots are computed once per block by WorldState.commit_block, never per transaction.
+    # py-evm's State.snapshot() pairs the root with the journal checkpoint and revert() writes it
+    # back; a constant placeholder keeps that round trip harmless without hashing anything.
+    @property
+    def state_root(self) -> bytes:  # type: ignore[override]
+        return UNCOMPUTED_ROOT
+
+    @state_root.setter
+    def state_root(self, value: bytes) -> None:
+        if value != UNCOMPUTED_ROOT:
+            raise NotImplementedError("the state root cannot be set on a live world state")
+
+    def has_root(self, state_root: bytes) -> bool:
+        return False
+
+    def make_state_root(self) -> bytes:  # type: ignore[override]
+        raise NotImplementedError("state roots are computed once per block by the block commit")
+
+    def persist(self) -> Any:
+        raise NotImplementedError("state is persisted by the block commit")
+
+    # -- storage
+    def get_storage(self, address: bytes, slot: int, from_journal: bool = True) -> int:  # type: ignore[override]
+        if not from_journal:
+            original = self._original.get((address, slot))
+            if original is not None:
+                return original
+        return self.world.get_storage(address, slot)
+
+    def set_storage(self, address: bytes, slot: int, value: int) -> None:  # type: ignore[override]
+        key = (address, slot)
+        if key not in self._original:
+            self._original[key] = self.world.get_storage(address, slot)
+        self.world.set_storage(address, slot, value)
+
+    def delete_storage(self, address: bytes) -> None:  # type: ignore[override]
+        self.world.wipe_storage(address)
+
+    def is_storage_warm(self, address: bytes, slot: int) -> bool:  # type: ignore[override]
+        return (address, slot) in self._warm
+
+    def mark_storage_warm(self, address: bytes, slot: int) -> None:  # type: ignore[override]
+        self._mark((address, slot))
+
+    def is_address_warm(self, address: bytes) -> bool:  # type: ignore[override]
+        return address in self._warm
+
+    def mark_address_warm(self, address: bytes) -> None:  # type: ignore[override]
+        self._mark(address)
+
+    def _mark(self, key: Any) -> None:
+        if key not in self._warm:
+            self._warm.add(key)
+            self.world.journal.append((4, lambda: self._warm.discard(key)))
+
+    # -- account fields
+    def _account(self, address: bytes) -> Account:
+        account = self.world.get_account(address)
+        return EMPTY_ACCOUNT if account is None else account
+
+    def get_balance(self, address: bytes) -> int:  # type: ignore[override]
+        return self._account(address).balance
+
+    def set_balance(self, address: bytes, balance: int) -> None:  # type: ignore[override]
+        a = self._account(address)
+        self.world.set_account(address, Account(a.nonce, balance, a.storage_root, a.code_hash))
+
+    def get_nonce(self, address: bytes) -> int:  # type: ignore[override]
+        return self._account(address).nonce
+
+    def set_nonce(self, address: bytes, nonce: int) -> None:  # type: ignore[override]
+        a = self._account(address)
+        self.world.set_account(address, Account(nonce, a.balance, a.storage_root, a.code_hash))
+
+    def increment_nonce(self, address: bytes) -> None:  # type: ignore[override]
+        self.set_nonce(address, self.get_nonce(address) + 1)
+
+    def get_code(self, address: bytes) -> bytes:  # type: ignore[override]
+        return self.world.get_code(self._account(address).code_hash)
+
+    def set_code(self, address: bytes, code: bytes) -> None:  # type: ignore[override]
+        code_hash = self.world.put_code(code)
+        a = self._account(address)
+        self.world.set_account(address, Account(a.nonce, a.balance, a.storage_root, code_hash))
+
+    def get_code_hash(self, address: bytes) -> bytes:  # type: ignore[override]
+        account = self.world.get_account(address)
+        return EMPTY_KECCAK if account is None else account.code_hash
+
+    def delete_code(self, address: bytes) -> None:  # type: ignore[override]
+        a = self._account(address)
+        self.world.set_account(address, Account(a.nonce, a.balance, a.storage_root, EMPTY_KECCAK))
+
+    # -- accounts
+    def account_has_code_or_nonce(self, address: bytes) -> bool:  # type: ignore[override]
+        a = self._account(address)
+        return a.nonce != 0 or a.code_hash != EMPTY_KECCAK
+
+    def delete_account(self, address: bytes) -> None:  # type: ignore[override]
+        self.world.set_account(address, None)
+
+    def account_exists(self, address: bytes) -> bool:  # type: ignore[override]
+        return self.world.get_account(address) is not None
+
+    def touch_account(self, address: bytes) -> None:  # type: ignore[override]
+        self.world.set_account(address, self._account(address))
+
+    def account_is_empty(self, address: bytes) -> bool:  # type: ignore[override]
+        return self._account(address).is_empty
+
+    # -- journal
+    def record(self) -> Any:
+        return self.world.snapshot()
+
+    def discard(self, checkpoint: Any) -> None:
+        self.world.revert(checkpoint)
+
+    def commit(self, checkpoint: Any) -> None:
+        """Nothing to do: undo records stay until the transaction ends."""
+
+    def lock_changes(self) -> None:
+        """Start a new transaction: forget original values, warm sets and undo records."""
+        self._original.clear()
+        self._warm.clear()
+        self.world.clear_journal()
+
+
+class ChainVMState(PragueState):
+    """py-evm's Prague state over our world state (no py-evm database, no system contracts)."""
+
+    def __init__(self, account_db: WorldStateAccountDB, execution_context: Any) -> None:
+        self._db = None
+        self.execution_context = execution_context
+        self._account_db = account_db

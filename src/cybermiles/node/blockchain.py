@@ -1,0 +1,227 @@
+"""The chain of one node: genesis, block building and committing, and state reads.
+
+Every block commits in ONE LMDB write transaction holding the state changes, the reverse diffs,
+the header, body, receipts, transaction index, free-transfer counts and the head pointer. A crash
+therefore leaves either the whole block or none of it; on restart the in-memory tries are rebuilt
+from the flat state and their root is checked against the head header.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from cybermiles.chain.database import Database
+from cybermiles.chain.errors import ChainError
+from cybermiles.chain.genesis import Genesis
+from cybermiles.chain.header import EMPTY_OMMERS_HASH, ZERO_HASH, Header, header_hash, make_header
+from cybermiles.chain.receipts import EMPTY_BLOOM, Receipt
+from cybermiles.chain.store import BlockStore, write_block
+from cybermiles.chain.transactions import Transaction
+from cybermiles.execution.block import BlockEnv, BlockExecutor
+from cybermiles.execution.errors import TxRejected
+from cybermiles.execution.fees import free_tx_window
+from cybermiles.execution.free_quota import FreeTxCounter
+from cybermiles.state.account import Account
+from cybermiles.state.trie import BLANK_ROOT, ordered_trie_root
+from cybermiles.state.view import StateView
+from cybermiles.state.world import WorldState
+
+
+class GenesisMismatch(ChainError):
+    """The data directory holds a chain with another genesis."""
+
+
+class StateRootMismatch(ChainError):
+    """The rebuilt state does not match the head header: the data directory is damaged."""
+
+
+@dataclass(frozen=True, slots=True)
+class BuiltBlock:
+    header: Header
+    hash: bytes
+    transactions: list[Transaction]
+    receipts: list[Receipt]
+    rejected: list[tuple[Transaction, TxRejected]]
+
+
+class Blockchain:
+    """A node's chain; one thread (the block producer) writes, any thread reads."""
+
+    def __init__(self, data_dir: str | Path, genesis: Genesis, *, archive: bool = False) -> None:
+        self.genesis = genesis
+        self.params = genesis.params
+        self.chain_id = genesis.chain_id
+        self.db = Database(Path(data_dir))
+        self.blocks = BlockStore(self.db)
+        self.world = WorldState(self.db, history_blocks=None if archive else 128)
+        self._write_lock = threading.Lock()
+        if self.blocks.head_number() is None:
+            self._init_genesis()
+        self.head: Header = self._load_head()
+        self.head_hash = header_hash(self.head)
+        self._check_genesis()
+        self._check_state_root()
+
+    # ------------------------------------------------------------------ opening
+
+    def _genesis_header(self, state_root: bytes) -> Header:
+        g = self.genesis
+        return make_header(
+            block_number=0,
+            gas_limit=g.params.block_gas_limit,
+            timestamp=g.timestamp,
+            parent_hash=ZERO_HASH,
+            uncles_hash=EMPTY_OMMERS_HASH,
+            state_root=state_root,
+            extra_data=g.extra_data,
+        )
+
+    def _init_genesis(self) -> None:
+        self.world.load_genesis(
+            (address, Account(a.nonce, a.balance), a.storage, a.code)
+            for address, a in sorted(self.genesis.alloc.items())
+        )
+        with self.db.begin(write=True) as txn:
+            root = self.world.commit_block(txn, 0)
+            header = self._genesis_header(root)
+            block_hash = write_block(txn, self.db, header, [], [])
+            txn.put(b"genesis", block_hash, db=self.db[b"meta"])
+
+    def _load_head(self) -> Header:
+        number = self.blocks.head_number()
+        assert number is not None
+        header = self.blocks.header(number)
+        if header is None:
+            raise StateRootMismatch(f"head block {number} has no header")
+        return header
+
+    def _check_genesis(self) -> None:
+        with self.db.begin() as txn:
+            stored = txn.get(b"genesis", db=self.db[b"meta"])
+        header0 = self.blocks.header(0)
+        assert header0 is not None
+        expected = header_hash(self._genesis_header(header0.state_root))
+        if stored != expected or header0.timestamp != self.genesis.timestamp:
+            raise GenesisMismatch(
+                "the data directory holds a chain with a different genesis; use another --home "
+                "or remove its data directory"
+            )
+
+    def _check_state_root(self) -> None:
+        root = self.world.state_root()
+        if root != self.head.state_root:
+            raise StateRootMismatch(
+                f"state root 0x{root.hex()} does not match head block {self.head.block_number} "
+                f"(0x{self.head.state_root.hex()})"
+            )
+
+    # ------------------------------------------------------------------ building
+
+    def ancestor_hashes(self, limit: int = 256) -> tuple[bytes, ...]:
+        """Hashes of the head and its ancestors, newest first (for BLOCKHASH)."""
+        hashes = [self.head_hash]
+        number = self.head.block_number - 1
+        while number >= 0 and len(hashes) < limit:
+            header = self.blocks.header(number)
+            assert header is not None
+            hashes.append(header_hash(header))
+            number -= 1
+        return tuple(hashes)
+
+    def next_timestamp(self, wanted: int) -> int:
+        """Block timestamps strictly increase."""
+        return max(wanted, self.head.timestamp + 1)
+
+    def build_block(
+        self,
+        txs: Iterable[Transaction],
+        *,
+        timestamp: int,
+        coinbase: bytes,
+        prev_randao: bytes = ZERO_HASH,
+        extra_data: bytes = b"",
+        max_txs: int | None = None,
+    ) -> BuiltBlock:
+        """Execute ``txs`` in order on the head (skipping invalid ones) and commit the block."""
+        with self._write_lock:
+            parent = self.head
+            number = parent.block_number + 1
+            env = BlockEnv(
+                number=number,
+                timestamp=self.next_timestamp(timestamp),
+                coinbase=coinbase,
+                gas_limit=self.params.block_gas_limit,
+                parent_hash=self.head_hash,
+                prev_randao=prev_randao,
+                chain_id=self.chain_id,
+                ancestor_hashes=self.ancestor_hashes(),
+            )
+            free = FreeTxCounter(self.db, free_tx_window(number, self.params))
+            executor = BlockExecutor(self.world, self.params, env, free)
+            rejected: list[tuple[Transaction, TxRejected]] = []
+            for tx in txs:
+                if max_txs is not None and len(executor.transactions) >= max_txs:
+                    break
+                try:
+                    executor.apply(tx)
+                except TxRejected as exc:
+                    rejected.append((tx, exc))
+            return self._commit(env, executor, extra_data, rejected)
+
+    def _commit(
+        self,
+        env: BlockEnv,
+        executor: BlockExecutor,
+        extra_data: bytes,
+        rejected: list[tuple[Transaction, TxRejected]],
+    ) -> BuiltBlock:
+        txs, receipts = executor.transactions, executor.receipts
+        try:
+            with self.db.begin(write=True) as txn:
+                state_root = self.world.commit_block(txn, env.number)
+                executor.free.write(txn)
+                header = make_header(
+                    block_number=env.number,
+                    gas_limit=env.gas_limit,
+                    timestamp=env.timestamp,
+                    parent_hash=env.parent_hash,
+                    uncles_hash=EMPTY_OMMERS_HASH,
+                    coinbase=env.coinbase,
+                    state_root=state_root,
+                    transaction_root=ordered_trie_root([tx.raw for tx in txs]) if txs else BLANK_ROOT,
+                    receipt_root=ordered_trie_root([r.encode() for r in receipts])
+                    if receipts
+                    else BLANK_ROOT,
+                    bloom=int.from_bytes(executor.bloom() if receipts else EMPTY_BLOOM, "big"),
+                    gas_used=executor.gas_used,
+                    extra_data=extra_data,
+                    mix_hash=env.prev_randao,
+                )
+                block_hash = write_block(txn, self.db, header, txs, receipts)
+        except BaseException:
+            # The in-memory tries may hold half of this block: rebuild from the committed state.
+            self.world = WorldState(self.db, history_blocks=self.world.history_blocks)
+            raise
+        self.head, self.head_hash = header, block_hash
+        return BuiltBlock(header, block_hash, txs, receipts, rejected)
+
+    # ------------------------------------------------------------------ reading
+
+    @contextmanager
+    def state_at(self, number: int | None = None) -> Iterator[StateView]:
+        """A consistent read-only view of the state after block ``number`` (default: head)."""
+        with self.db.begin() as txn:
+            head = int.from_bytes(txn.get(b"head", db=self.db[b"meta"]), "big")
+            yield StateView(self.db, txn, head if number is None else number, head)
+
+    def free_txs_used(self, sender: bytes) -> int:
+        """Free transfers ``sender`` used in the window of the next block."""
+        window = free_tx_window(self.head.block_number + 1, self.params)
+        return FreeTxCounter(self.db, window).committed(sender)
+
+    def close(self) -> None:
+        self.db.close()

@@ -1,0 +1,116 @@
+"""A node: chain + transaction pool + block producer, wired from a home directory."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cybermiles.chain.genesis import Genesis, load_genesis
+from cybermiles.chain.transactions import Transaction, decode_transaction
+from cybermiles.crypto.address import parse_address
+from cybermiles.mempool import Mempool, MempoolConfig
+from cybermiles.node.blockchain import Blockchain
+from cybermiles.node.config import DATA_DIR, GENESIS_FILE, NodeConfig, load_config
+from cybermiles.node.producer import BlockProducer
+
+log = logging.getLogger("cybermiles.node")
+
+
+class HeadStateReader:
+    """The pool's view of the head state (each read in its own LMDB read transaction)."""
+
+    def __init__(self, chain: Blockchain) -> None:
+        self.chain = chain
+
+    def get_nonce(self, addr: bytes) -> int:
+        with self.chain.state_at() as state:
+            return state.get_nonce(addr)
+
+    def get_balance(self, addr: bytes) -> int:
+        with self.chain.state_at() as state:
+            return state.get_balance(addr)
+
+    def has_code(self, addr: bytes) -> bool:
+        with self.chain.state_at() as state:
+            account = state.get_account(addr)
+            return account is not None and account.has_code
+
+    def free_txs_used(self, addr: bytes) -> int:
+        return self.chain.free_txs_used(addr)
+
+
+@dataclass(slots=True)
+class DevAccounts:
+    """Accounts whose private keys the node holds (devnet only)."""
+
+    keys: dict[bytes, bytes] = field(default_factory=dict)
+
+
+class Node:
+    """Everything one process runs except the RPC server and the CLI."""
+
+    def __init__(
+        self,
+        home: Path,
+        config: NodeConfig | None = None,
+        genesis: Genesis | None = None,
+        *,
+        dev: bool = False,
+        dev_keys: dict[bytes, bytes] | None = None,
+    ) -> None:
+        self.home = home
+        self.config = config or load_config(home)
+        self.genesis = genesis or load_genesis(home / GENESIS_FILE)
+        self.dev = dev
+        self.dev_accounts = DevAccounts(dict(dev_keys or {}))
+        self.chain = Blockchain(home / DATA_DIR, self.genesis, archive=self.config.archive)
+        params = self.genesis.params
+        self.mempool = Mempool(
+            MempoolConfig(
+                min_gas_price=params.min_gas_price,
+                free_tx_quota=params.free_tx_quota,
+                block_gas_limit=params.block_gas_limit,
+                max_tx_size=params.max_tx_size,
+            ),
+            HeadStateReader(self.chain),
+        )
+        self.producer = BlockProducer(
+            self.chain,
+            self.mempool,
+            coinbase=parse_address(self.config.mining.coinbase),
+            block_time=self.config.mining.block_time,
+            max_block_txs=self.config.mining.max_block_txs,
+        )
+
+    @property
+    def chain_id(self) -> int:
+        return self.chain.chain_id
+
+    def start(self) -> None:
+        head = self.chain.head
+        log.info(
+            "chain %d at block %d (0x%s), state root 0x%s",
+            self.chain_id,
+            head.block_number,
+            self.chain.head_hash.hex()[:16],
+            head.state_root.hex()[:16],
+        )
+        self.producer.start()
+
+    def stop(self) -> None:
+        self.producer.stop()
+        self.chain.close()
+
+    def submit_raw_transaction(self, raw: bytes) -> bytes:
+        """Decode, recover the sender once, admit to the pool; return the tx hash.
+
+        Raises ``InvalidTransaction`` (geth's messages) when decoding or admission fails.
+        """
+        tx = decode_transaction(raw, self.chain_id)
+        self.submit_transaction(tx)
+        return tx.hash
+
+    def submit_transaction(self, tx: Transaction) -> None:
+        self.mempool.add(tx)
+        self.producer.notify()

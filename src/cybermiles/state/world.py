@@ -1,0 +1,371 @@
+"""The world state of the chain head plus the writes of the block being built.
+
+Layers, read top-down::
+
+    journal-backed overlay   writes of the open block (accounts, storage, wipes, code)
+    committed caches         decoded values read from LMDB since the last commit
+    LMDB tables              ``accounts`` / ``storage`` / ``code`` (latest committed state)
+
+Every overlay write appends an undo record to a journal, so ``snapshot()`` / ``revert()`` are
+O(changes). ``commit_block`` folds the overlay into the in-memory Merkle-Patricia tries (each
+dirty node hashed once), writes the flat values plus reverse diffs for historical queries into
+the caller's LMDB write transaction, and returns the new state root. Iteration is always over
+sorted keys so the result never depends on insertion order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import lmdb
+
+from cybermiles.chain.database import Database, be64
+from cybermiles.crypto.keccak import EMPTY_KECCAK, keccak256
+from cybermiles.state.account import (
+    EMPTY_ACCOUNT,
+    Account,
+    decode_account,
+    encode_account,
+    encode_storage_value,
+)
+from cybermiles.state.trie import Trie
+
+_ABSENT = object()  # journal marker: the key was not in the overlay before the write
+CACHE_LIMIT = 500_000
+
+HIST_ACCOUNT = b"a"
+HIST_STORAGE = b"s"
+
+
+def slot_key(address: bytes, slot: int) -> bytes:
+    """Flat-store key of a storage slot: address followed by the 32-byte big-endian slot."""
+    return address + slot.to_bytes(32, "big")
+
+
+def int_to_min_bytes(value: int) -> bytes:
+    return value.to_bytes((value.bit_length() + 7) // 8, "big")
+
+
+class WorldState:
+    """Mutable state of the head; only the block producer (one thread) may write to it."""
+
+    def __init__(self, db: Database, *, history_blocks: int | None = 128) -> None:
+        self.db = db
+        self.history_blocks = history_blocks  # None keeps every block's history (archive)
+        self._accounts_committed: dict[bytes, Account | None] = {}
+        self._storage_committed: dict[tuple[bytes, int], int] = {}
+        self._code: dict[bytes, bytes] = {}
+        self._account_trie: Trie | None = None
+        self._storage_tries: dict[bytes, Trie] = {}
+        self._reset_overlay()
+
+    def _reset_overlay(self) -> None:
+        self._accounts: dict[bytes, Account | None] = {}
+        self._storage: dict[bytes, dict[int, int]] = {}
+        self._wiped: set[bytes] = set()
+        self._new_code: dict[bytes, bytes] = {}
+        self.journal: list[tuple] = []
+
+    # ---------------------------------------------------------------- committed reads
+
+    def _committed_account(self, address: bytes) -> Account | None:
+        try:
+            return self._accounts_committed[address]
+        except KeyError:
+            pass
+        with self.db.begin() as txn:
+            raw = txn.get(address, db=self.db[b"accounts"])
+        account = decode_account(raw) if raw is not None else None
+        if len(self._accounts_committed) > CACHE_LIMIT:
+            self._accounts_committed.clear()
+        self._accounts_committed[address] = account
+        return account
+
+    def _committed_storage(self, address: bytes, slot: int) -> int:
+        key = (address, slot)
+        try:
+            return self._storage_committed[key]
+        except KeyError:
+            pass
+        with self.db.begin() as txn:
+            raw = txn.get(slot_key(address, slot), db=self.db[b"storage"])
+        value = int.from_bytes(raw, "big") if raw else 0
+        if len(self._storage_committed) > CACHE_LIMIT:
+            self._storage_committed.clear()
+        self._storage_committed[key] = value
+        return value
+
+    # ---------------------------------------------------------------- reads
+
+    def get_account(self, address: bytes) -> Account | None:
+        """The account, or None if it does not exist."""
+        try:
+            return self._accounts[address]
+        except KeyError:
+            return self._committed_account(address)
+
+    def get_account_or_empty(self, address: bytes) -> Account:
+        account = self.get_account(address)
+        return EMPTY_ACCOUNT if account is None else account
+
+    def get_storage(self, address: bytes, slot: int) -> int:
+        overlay = self._storage.get(address)
+        if overlay is not None and slot in overlay:
+            return overlay[slot]
+        if address in self._wiped:
+            return 0
+        return self._committed_storage(address, slot)
+
+    def get_code(self, code_hash: bytes) -> bytes:
+        if code_hash == EMPTY_KECCAK:
+            return b""
+        code = self._new_code.get(code_hash) or self._code.get(code_hash)
+        if code is None:
+            with self.db.begin() as txn:
+                code = txn.get(code_hash, db=self.db[b"code"])
+            if code is None:
+                raise KeyError(f"missing code 0x{code_hash.hex()}")
+            self._code[code_hash] = code
+        return code
+
+    # ---------------------------------------------------------------- journaled writes
+
+    def set_account(self, address: bytes, account: Account | None) -> None:
+        """Create, replace or (with None) delete an account; deletion also wipes storage."""
+        self.journal.append((0, address, self._accounts.get(address, _ABSENT)))
+        self._accounts[address] = account
+        if account is None:
+            self.wipe_storage(address)
+
+    def set_storage(self, address: bytes, slot: int, value: int) -> None:
+        overlay = self._storage.get(address)
+        if overlay is None:
+            overlay = self._storage[address] = {}
+            self.journal.append((3, address, None))
+        self.journal.append((1, address, slot, overlay.get(slot, _ABSENT)))
+        overlay[slot] = value
+
+    def wipe_storage(self, address: bytes) -> None:
+        """Clear all of an account's storage (self-destruct, account deletion)."""
+        self.journal.append((2, address, self._storage.get(address, _ABSENT), address in self._wiped))
+        self._storage[address] = {}
+        self._wiped.add(address)
+
+    def put_code(self, code: bytes) -> bytes:
+        """Store code by hash (content-addressed, so never journaled) and return the hash."""
+        code_hash = keccak256(code)
+        if code:
+            self._new_code[code_hash] = code
+        return code_hash
+
+    def snapshot(self) -> int:
+        return len(self.journal)
+
+    def revert(self, snapshot: int) -> None:
+        """Undo every write made after ``snapshot``, newest first."""
+        journal = self.journal
+        while len(journal) > snapshot:
+            entry = journal.pop()
+            kind = entry[0]
+            if kind == 0:
+                _, address, old = entry
+                if old is _ABSENT:
+                    del self._accounts[address]
+                else:
+                    self._accounts[address] = old
+            elif kind == 1:
+                _, address, slot, old = entry
+                if old is _ABSENT:
+                    del self._storage[address][slot]
+                else:
+                    self._storage[address][slot] = old
+            elif kind == 2:
+                _, address, old, was_wiped = entry
+                if old is _ABSENT:
+                    del self._storage[address]
+                else:
+                    self._storage[address] = old
+                if not was_wiped:
+                    self._wiped.discard(address)
+            elif kind == 3:
+                del self._storage[entry[1]]
+            else:  # kind 4: an undo callback registered by a user of the journal
+                entry[1]()
+
+    def clear_journal(self) -> None:
+        """Forget undo records (after a transaction ends; its writes stay in the overlay)."""
+        self.journal.clear()
+
+    def discard_block(self) -> None:
+        """Drop every uncommitted write of the open block."""
+        self._reset_overlay()
+
+    # ---------------------------------------------------------------- tries
+
+    def _load_account_trie(self) -> Trie:
+        if self._account_trie is None:
+            with self.db.begin() as txn:
+                cursor = txn.cursor(db=self.db[b"accounts"])
+                items = [(keccak256(address), raw) for address, raw in cursor]
+            self._account_trie = Trie.from_items(items)
+        return self._account_trie
+
+    def _load_storage_trie(self, address: bytes) -> Trie:
+        trie = self._storage_tries.get(address)
+        if trie is None:
+            trie = Trie.from_items(
+                (keccak256(key[20:]), encode_storage_value(int.from_bytes(raw, "big")))
+                for key, raw in self._committed_slots(address)
+            )
+            self._storage_tries[address] = trie
+        return trie
+
+    def _committed_slots(self, address: bytes) -> list[tuple[bytes, bytes]]:
+        with self.db.begin() as txn:
+            cursor = txn.cursor(db=self.db[b"storage"])
+            if not cursor.set_range(address):
+                return []
+            out = []
+            for key, raw in cursor:
+                if key[:20] != address:
+                    break
+                out.append((key, raw))
+            return out
+
+    def state_root(self) -> bytes:
+        """Root of the committed state (the open block's writes are not included)."""
+        return self._load_account_trie().root_hash()
+
+    # ---------------------------------------------------------------- commit
+
+    def commit_block(self, txn: lmdb.Transaction, number: int) -> bytes:
+        """Fold the open block's writes into the tries and ``txn``; return the state root.
+
+        The caller commits ``txn`` (with the block itself) and then calls ``committed()``.
+        If anything fails before that, the node must drop this object and reopen the state.
+        """
+        db = self.db
+        history: list[bytes] = []
+        hist_db, storage_db, accounts_db = db[b"history"], db[b"storage"], db[b"accounts"]
+        suffix = be64(number)
+        account_trie = self._load_account_trie()
+
+        wiped_old: dict[bytes, bytes] = {}
+        for address in sorted(self._wiped):
+            for key, raw in self._committed_slots(address):
+                wiped_old[key] = raw
+                hkey = HIST_STORAGE + key + suffix
+                txn.put(hkey, raw, db=hist_db)
+                history.append(hkey)
+                txn.delete(key, db=storage_db)
+                self._storage_committed.pop((address, int.from_bytes(key[20:], "big")), None)
+            self._storage_tries[address] = Trie()
+
+        new_roots: dict[bytes, bytes] = {}
+        for address in sorted(self._storage):
+            slots = self._storage[address]
+            if not slots and address not in self._wiped:
+                continue
+            trie = self._load_storage_trie(address)
+            wiped = address in self._wiped
+            for slot in sorted(slots):
+                value = slots[slot]
+                key = slot_key(address, slot)
+                if wiped:
+                    old = 0
+                    if key not in wiped_old:  # history of wiped slots was written above
+                        hkey = HIST_STORAGE + key + suffix
+                        txn.put(hkey, b"", db=hist_db)
+                        history.append(hkey)
+                else:
+                    old = self._committed_storage(address, slot)
+                    if value == old:
+                        continue
+                    hkey = HIST_STORAGE + key + suffix
+                    txn.put(hkey, int_to_min_bytes(old), db=hist_db)
+                    history.append(hkey)
+                hashed = keccak256(slot.to_bytes(32, "big"))
+                if value:
+                    trie.set(hashed, encode_storage_value(value))
+                    txn.put(key, int_to_min_bytes(value), db=storage_db)
+                else:
+                    trie.delete(hashed)
+                    txn.delete(key, db=storage_db)
+                self._storage_committed[(address, slot)] = value
+            new_roots[address] = trie.root_hash()
+
+        accounts = dict(self._accounts)
+        for address, root in new_roots.items():
+            account = accounts.get(address, _ABSENT)
+            if account is _ABSENT:
+                account = self._committed_account(address)
+            if account is not None and account.storage_root != root:
+                accounts[address] = Account(account.nonce, account.balance, root, account.code_hash)
+
+        for address in sorted(accounts):
+            account = accounts[address]
+            old = self._committed_account(address)
+            if account == old:
+                continue
+            hkey = HIST_ACCOUNT + address + suffix
+            txn.put(hkey, b"" if old is None else encode_account(old), db=hist_db)
+            history.append(hkey)
+            hashed = keccak256(address)
+            if account is None:
+                account_trie.delete(hashed)
+                txn.delete(address, db=accounts_db)
+                self._storage_tries.pop(address, None)
+            else:
+                encoded = encode_account(account)
+                account_trie.set(hashed, encoded)
+                txn.put(address, encoded, db=accounts_db)
+            self._accounts_committed[address] = account
+
+        code_db = db[b"code"]
+        for code_hash in sorted(self._new_code):
+            txn.put(code_hash, self._new_code[code_hash], db=code_db)
+            self._code[code_hash] = self._new_code[code_hash]
+
+        txn.put(suffix, b"".join(history), db=db[b"histidx"])
+        self._prune_history(txn, number)
+        self._reset_overlay()
+        return account_trie.root_hash()
+
+    def _prune_history(self, txn: lmdb.Transaction, number: int) -> None:
+        if self.history_blocks is None or number <= self.history_blocks:
+            return
+        old = number - self.history_blocks
+        histidx = self.db[b"histidx"]
+        blob = txn.get(be64(old), db=histidx)
+        if blob is None:
+            return
+        hist_db = self.db[b"history"]
+        for key in split_history_keys(blob):
+            txn.delete(key, db=hist_db)
+        txn.delete(be64(old), db=histidx)
+        txn.put(b"pruned_below", be64(old + 1), db=self.db[b"meta"])
+
+    def load_genesis(
+        self, accounts: Iterable[tuple[bytes, Account, dict[int, int], bytes]]
+    ) -> None:
+        """Write genesis accounts (address, account, storage, code) into the open block."""
+        for address, account, storage, code in accounts:
+            code_hash = self.put_code(code)
+            self.set_account(
+                address, Account(account.nonce, account.balance, account.storage_root, code_hash)
+            )
+            for slot, value in sorted(storage.items()):
+                if value:
+                    self.set_storage(address, slot, value)
+        self.clear_journal()
+
+
+def split_history_keys(blob: bytes) -> list[bytes]:
+    """Split a ``histidx`` value back into the history keys it concatenates."""
+    keys = []
+    i = 0
+    while i < len(blob):
+        size = 29 if blob[i : i + 1] == HIST_ACCOUNT else 61
+        keys.append(blob[i : i + size])
+        i += size
+    return keys
