@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
+from eth_account import Account
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from cybermiles.chain.errors import InvalidTransaction
@@ -21,6 +22,7 @@ from cybermiles.chain.transactions import (
     SET_CODE_TX_TYPE,
     Authorization,
     Transaction,
+    decode_transaction,
 )
 from cybermiles.mempool import (
     AccountLimitExceeded,
@@ -129,6 +131,47 @@ def new_pool(**overrides: int) -> tuple[Mempool, FakeState]:
 
 def hashes(txs: list[Transaction]) -> list[bytes]:
     return [tx.hash for tx in txs]
+
+
+# ---------------------------------------------------------------- real signed transactions
+
+CHAIN_ID = 18
+
+
+def signed(key: bytes, nonce: int, **fields: int | bytes) -> Transaction:
+    """Sign with eth-account and decode with the node's decoder (sender recovered)."""
+    tx: dict[str, int | bytes] = {
+        "chainId": CHAIN_ID,
+        "nonce": nonce,
+        "gas": 21_000,
+        "to": RECIPIENT,
+        "value": 1,
+    }
+    if "gasPrice" not in fields:
+        tx |= {"maxFeePerGas": 2 * GWEI, "maxPriorityFeePerGas": 2 * GWEI}
+    tx |= fields
+    raw = Account.sign_transaction(tx, key).raw_transaction
+    return decode_transaction(bytes(raw), CHAIN_ID)
+
+
+def test_signed_transactions_round_trip() -> None:
+    k1, k2 = b"\x11" * 32, b"\x22" * 32
+    pool, state = new_pool()
+    a0 = signed(k1, 0, maxFeePerGas=3 * GWEI, maxPriorityFeePerGas=3 * GWEI)
+    a1 = signed(k1, 1, maxFeePerGas=9 * GWEI, maxPriorityFeePerGas=9 * GWEI)
+    b0 = signed(k2, 0, maxFeePerGas=5 * GWEI, maxPriorityFeePerGas=5 * GWEI)
+    legacy = signed(k2, 1, gasPrice=4 * GWEI)
+    for tx in (a1, a0, legacy, b0):
+        pool.add(tx)
+    assert pool.select(30_000_000) == [b0, legacy, a0, a1]
+    assert pool.pending_nonce(a0.sender) == 2
+    with pytest.raises(IntrinsicGasTooLow):
+        pool.add(signed(k1, 2, gas=21_000, data=b"\x01"))
+    with pytest.raises(ReplacementUnderpriced):
+        pool.add(signed(k1, 1, maxFeePerGas=9 * GWEI + 1, maxPriorityFeePerGas=9 * GWEI + 1))
+    state.nonces[a0.sender] = 2
+    pool.remove_included([a0, a1])
+    assert pool.pending_txs() == [b0, legacy]
 
 
 # ---------------------------------------------------------------- ordering

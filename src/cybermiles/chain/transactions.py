@@ -25,6 +25,13 @@ messages use geth's wording):
   *authorization* never invalidates the transaction: its ``authority`` is None and
   execution skips it.
 * ``hash = keccak256(raw)`` (typed: including the type byte); ``raw`` is kept as given.
+* Field conventions: ``v`` is the signature value as encoded (legacy: ``chain_id * 2 + 35 +
+  y_parity``; typed: ``y_parity``); legacy and EIP-2930 set both EIP-1559 fee fields to
+  ``gas_price``; EIP-1559/7702 set ``gas_price = max_fee_per_gas``.
+* ``Authorization.authority`` is None when the tuple can never apply on this chain: its
+  chain id is neither 0 nor ours, its nonce is ``>= 2**64 - 1``, or its signature is
+  invalid (``y_parity`` not 0/1, ``r``/``s`` out of range, high ``s``, unrecoverable).
+  Execution still checks the authority's nonce and code against state.
 
 Speed: the signing payload is not re-encoded. The unsigned fields are a contiguous run of
 bytes inside ``raw``, so the payload is ``[type ||] new list header || that run [|| rlp(
@@ -202,9 +209,12 @@ def _nonce(raw: bytes, item: _Item) -> int:
     data = _bytes(raw, item, "nonce")
     if data[:1] == b"\x00":
         raise _rlp_error("non-canonical integer (leading zero bytes) for nonce")
-    if len(data) > 8 or int.from_bytes(data, "big") >= MAX_NONCE:
+    if len(data) > 8:
         raise InvalidTransaction(ERR_NONCE_MAX)
-    return int.from_bytes(data, "big")
+    nonce = int.from_bytes(data, "big")
+    if nonce >= MAX_NONCE:
+        raise InvalidTransaction(ERR_NONCE_MAX)
+    return nonce
 
 
 def _address(raw: bytes, item: _Item, name: str) -> bytes:
@@ -458,7 +468,7 @@ def _decode_fee_market_tx(raw: bytes, chain_id: int, tx_type: int) -> Transactio
         value=value,
         data=data,
         access_list=access_list,
-        authorization_list=_authorizations(raw, raw_auths, chain_id),
+        authorization_list=_authorizations(raw, raw_auths, chain_id) if raw_auths else (),
         v=y_parity,
         r=r,
         s=s,
@@ -474,7 +484,9 @@ def decode_transaction(raw: bytes, chain_id: int) -> Transaction:
     Raises :class:`InvalidTransaction` (and nothing else) for any input bytes; see the
     module docstring for the rules.
     """
-    if type(raw) is not bytes:
+    if type(raw) is not bytes:  # bytearray, memoryview, HexBytes: keep a plain copy
+        if not isinstance(raw, bytes | bytearray | memoryview):
+            raise TypeError(f"raw transaction must be bytes, not {type(raw).__name__}")
         raw = bytes(raw)
     if len(raw) > MAX_TX_SIZE:
         raise InvalidTransaction(ERR_OVERSIZED)

@@ -8,7 +8,6 @@ import signal
 from collections.abc import Callable
 
 from cybermiles.node.node import Node
-from cybermiles.rpc.server import bound_port, start_rpc_server
 
 log = logging.getLogger("cybermiles.cli")
 
@@ -19,6 +18,8 @@ def run_node(node: Node, *, on_started: Callable[[str], None] | None = None) -> 
 
 
 async def _serve(node: Node, on_started: Callable[[str], None] | None) -> None:
+    from cybermiles.rpc.server import bound_port, start_rpc_server  # aiohttp only when serving
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

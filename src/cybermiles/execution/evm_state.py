@@ -30,6 +30,8 @@ class WorldStateAccountDB(AccountDatabaseAPI):
         self.world = world
         self._original: dict[tuple[bytes, int], int] = {}
         self._warm: set[Any] = set()
+        self._checkpoints: dict[int, int] = {}
+        self._last_checkpoint = 0
 
     # -- roots are computed once per block by WorldState.commit_block, never per transaction.
     # py-evm's State.snapshot() pairs the root with the journal checkpoint and revert() writes it
@@ -141,20 +143,25 @@ class WorldStateAccountDB(AccountDatabaseAPI):
     def account_is_empty(self, address: bytes) -> bool:  # type: ignore[override]
         return self._account(address).is_empty
 
-    # -- journal
+    # -- journal. Checkpoint ids must be unique for the whole transaction (py-evm's transient
+    # storage journal keys on them), so they are a counter mapped to journal positions.
     def record(self) -> Any:
-        return self.world.snapshot()
+        self._last_checkpoint += 1
+        self._checkpoints[self._last_checkpoint] = self.world.snapshot()
+        return self._last_checkpoint
 
     def discard(self, checkpoint: Any) -> None:
-        self.world.revert(checkpoint)
+        self.world.revert(self._checkpoints.pop(checkpoint))
 
     def commit(self, checkpoint: Any) -> None:
-        """Nothing to do: undo records stay until the transaction ends."""
+        """Keep the writes; their undo records stay until the transaction ends."""
+        self._checkpoints.pop(checkpoint, None)
 
     def lock_changes(self) -> None:
         """Start a new transaction: forget original values, warm sets and undo records."""
         self._original.clear()
         self._warm.clear()
+        self._checkpoints.clear()
         self.world.clear_journal()
 
 

@@ -70,18 +70,24 @@ class SenderTxs:
         The newly pending list includes ``entry`` itself when it lands in the pending set.
         """
         nonce = entry.tx.nonce
-        old = self.txs.get(nonce)
-        self.txs[nonce] = entry
-        if old is None:
-            insort(self.nonces, nonce)
-        else:
-            self.free -= old.free
+        txs = self.txs
+        old = txs.get(nonce)
+        txs[nonce] = entry
         self.free += entry.free
         if old is not None:
+            self.free -= old.free
             return old, [entry] if self.is_pending(nonce) else []
-        if nonce == self.base + self.pending:
-            return None, self._extend()
-        return None, []
+        nonces = self.nonces
+        if not nonces or nonce > nonces[-1]:
+            nonces.append(nonce)
+        else:
+            insort(nonces, nonce)
+        if nonce != self.base + self.pending:
+            return None, []
+        self.pending += 1
+        if nonce + 1 not in txs:
+            return None, [entry]
+        return None, [entry, *self._extend()]
 
     def remove(self, nonce: int) -> Entry:
         """Remove the tx at ``nonce``; later pending txs become queued."""

@@ -47,13 +47,16 @@ def select_by_price_and_nonce(
             by_key[key] = head
     heapify(heads)
     out: list[Transaction] = []
+    take = out.append
     remaining = gas_limit
-    while heads and len(out) != limit and remaining >= MIN_TX_GAS:
+    count = 0
+    while heads and count != limit and remaining >= MIN_TX_GAS:
         tx = by_key[heads[0]].tx
         if tx.gas > remaining:
             heappop(heads)  # skip this sender's remaining txs
             continue
-        out.append(tx)
+        take(tx)
+        count += 1
         remaining -= tx.gas
         acct = accounts[tx.sender]
         nonce = tx.nonce + 1

@@ -40,7 +40,7 @@ import threading
 from collections.abc import Callable, Iterable
 from heapq import heapify, heappop, heappush
 
-from cybermiles.chain.transactions import Transaction
+from cybermiles.chain.transactions import Transaction, floor_data_gas, intrinsic_gas
 
 from .account import Entry, SenderTxs
 from .api import StateReader
@@ -60,7 +60,6 @@ from .errors import (
     TxPoolFull,
     Underpriced,
 )
-from .gas import floor_data_gas, intrinsic_gas
 from .ordering import select_by_price_and_nonce
 from .pricing import effective_gas_price, is_transfer_shaped, max_cost, replacement_ok
 
@@ -121,9 +120,10 @@ class Mempool:
         intrinsic = intrinsic_gas(tx)
         if tx.gas < intrinsic:
             raise IntrinsicGasTooLow(f"gas {tx.gas}, minimum needed {intrinsic}")
-        floor = floor_data_gas(tx)
-        if tx.gas < floor:
-            raise FloorDataGasTooLow(f"gas {tx.gas}, minimum needed {floor}")
+        if tx.data:  # without data the floor is 21000, never above intrinsic gas
+            floor = floor_data_gas(tx)
+            if tx.gas < floor:
+                raise FloorDataGasTooLow(f"gas {tx.gas}, minimum needed {floor}")
         old = acct.txs.get(tx.nonce) if acct is not None else None
         price = effective_gas_price(tx)
         free = price < cfg.min_gas_price
@@ -315,8 +315,9 @@ class Mempool:
             del self._accounts[acct.sender]
             acct.evict_key = None
             return
-        tail = acct.tail()
-        key = (tail.price, int(acct.is_pending(tail.tx.nonce)), -tail.seq, acct.sender)
+        tail_nonce = acct.nonces[-1]
+        tail = acct.txs[tail_nonce]
+        key = (tail.price, int(tail_nonce < acct.base + acct.pending), -tail.seq, acct.sender)
         if key != acct.evict_key:
             acct.evict_key = key
             heap = self._evict_heap

@@ -9,6 +9,7 @@ from the flat state and their root is checked against the head header.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -46,6 +47,7 @@ class BuiltBlock:
     transactions: list[Transaction]
     receipts: list[Receipt]
     rejected: list[tuple[Transaction, TxRejected]]
+    timings: dict[str, float]  # seconds: execute, state_root, commit (for logs and benchmarks)
 
 
 class Blockchain:
@@ -163,6 +165,7 @@ class Blockchain:
             free = FreeTxCounter(self.db, free_tx_window(number, self.params))
             executor = BlockExecutor(self.world, self.params, env, free)
             rejected: list[tuple[Transaction, TxRejected]] = []
+            started = time.perf_counter()
             for tx in txs:
                 if max_txs is not None and len(executor.transactions) >= max_txs:
                     break
@@ -170,7 +173,10 @@ class Blockchain:
                     executor.apply(tx)
                 except TxRejected as exc:
                     rejected.append((tx, exc))
-            return self._commit(env, executor, extra_data, rejected)
+            executed = time.perf_counter()
+            block = self._commit(env, executor, extra_data, rejected)
+            block.timings["execute"] = executed - started
+            return block
 
     def _commit(
         self,
@@ -180,10 +186,20 @@ class Blockchain:
         rejected: list[tuple[Transaction, TxRejected]],
     ) -> BuiltBlock:
         txs, receipts = executor.transactions, executor.receipts
+        timings: dict[str, float] = {}
         try:
             with self.db.begin(write=True) as txn:
+                started = time.perf_counter()
                 state_root = self.world.commit_block(txn, env.number)
+                timings["state_root"] = time.perf_counter() - started
                 executor.free.write(txn)
+                started = time.perf_counter()
+                tx_root = ordered_trie_root([tx.raw for tx in txs]) if txs else BLANK_ROOT
+                receipt_root = (
+                    ordered_trie_root([r.encode() for r in receipts]) if receipts else BLANK_ROOT
+                )
+                timings["tx_receipt_roots"] = time.perf_counter() - started
+                started = time.perf_counter()
                 header = make_header(
                     block_number=env.number,
                     gas_limit=env.gas_limit,
@@ -192,22 +208,21 @@ class Blockchain:
                     uncles_hash=EMPTY_OMMERS_HASH,
                     coinbase=env.coinbase,
                     state_root=state_root,
-                    transaction_root=ordered_trie_root([tx.raw for tx in txs]) if txs else BLANK_ROOT,
-                    receipt_root=ordered_trie_root([r.encode() for r in receipts])
-                    if receipts
-                    else BLANK_ROOT,
+                    transaction_root=tx_root,
+                    receipt_root=receipt_root,
                     bloom=int.from_bytes(executor.bloom() if receipts else EMPTY_BLOOM, "big"),
                     gas_used=executor.gas_used,
                     extra_data=extra_data,
                     mix_hash=env.prev_randao,
                 )
                 block_hash = write_block(txn, self.db, header, txs, receipts)
+            timings["commit"] = time.perf_counter() - started  # includes the LMDB sync
         except BaseException:
             # The in-memory tries may hold half of this block: rebuild from the committed state.
             self.world = WorldState(self.db, history_blocks=self.world.history_blocks)
             raise
         self.head, self.head_hash = header, block_hash
-        return BuiltBlock(header, block_hash, txs, receipts, rejected)
+        return BuiltBlock(header, block_hash, txs, receipts, rejected, timings)
 
     # ------------------------------------------------------------------ reading
 
