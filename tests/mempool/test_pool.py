@@ -10,9 +10,9 @@ import time
 from dataclasses import dataclass, field
 
 import pytest
+from eth_account import Account
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from eth_account import Account
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from cybermiles.chain.errors import InvalidTransaction

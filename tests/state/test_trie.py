@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from sha3 import keccak_256
 from trie import HexaryTrie
 from trie.constants import BLANK_NODE_HASH
+from trie.exceptions import ValidationError
 
 import cybermiles.state.trie as trie_mod
 from cybermiles.state.trie import BLANK_ROOT, Trie, ordered_trie_root, verify_proof
@@ -67,6 +68,27 @@ def _pytrie(items: dict[bytes, bytes]) -> HexaryTrie:
     for k, v in items.items():
         ref.set(k, v)
     return ref
+
+
+_PYTRIE_BUG = object()
+
+
+def _pytrie_get(ref: HexaryTrie, key: bytes) -> object:
+    """py-trie 4.0.0 raises for a key that ends inside an extension's path (a py-trie bug:
+    the key is simply absent, e.g. b"\x01" in {b"\x01\x00": .., b"\x01\x00\x00": ..})."""
+    try:
+        return ref.get(key) or None
+    except ValidationError:
+        return _PYTRIE_BUG
+
+
+def test_pytrie_prefix_bug_is_not_ours() -> None:
+    items = {b"\x01\x00": b"\x00", b"\x01\x00\x00": b"\x00"}
+    t = Trie.from_items(items.items())
+    assert t.root_hash() == _pytrie(items).root_hash
+    assert t.get(b"\x01") is None
+    assert verify_proof(t.root_hash(), b"\x01", t.prove(b"\x01")) is None
+    assert _pytrie_get(_pytrie(items), b"\x01") in (None, _PYTRIE_BUG)
 
 
 # ----------------------------------------------------------------------------- known vectors
@@ -187,7 +209,7 @@ def test_random_operations_match_pytrie(case: tuple[list[bytes], list]) -> None:
     assert t.root_hash() == ref.root_hash
     for key in pool:
         assert t.get(key) == model.get(key)
-        assert (ref.get(key) or None) == model.get(key)
+        assert _pytrie_get(ref, key) in (model.get(key), _PYTRIE_BUG)
     assert list(t.items()) == sorted(model.items())
     assert Trie.from_items(model.items()).root_hash() == ref.root_hash
 
@@ -346,7 +368,7 @@ def test_proofs(items: dict[bytes, bytes], absent: list[bytes]) -> None:
         assert verify_proof(root, key, proof) == expected
         assert proof == _geth_style(ref.get_proof(key))
         decoded = [rlp.decode(n) for n in proof]
-        if proof:
+        if proof and _pytrie_get(ref, key) is not _PYTRIE_BUG:
             assert (HexaryTrie.get_from_proof(root, key, decoded) or None) == expected
 
 

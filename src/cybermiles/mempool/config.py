@@ -14,7 +14,7 @@ from cybermiles.chain.transactions import MAX_TX_SIZE
 GWEI = 10**9
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True)
 class MempoolConfig:
     """Pool limits; every field has a default so tests and the node override only what they need.
 

@@ -28,7 +28,7 @@ from cybermiles.state.account import (
     encode_account,
     encode_storage_value,
 )
-from cybermiles.state.trie import Trie
+from cybermiles.state.trie import BLANK_ROOT, Trie
 
 _ABSENT = object()  # journal marker: the key was not in the overlay before the write
 CACHE_LIMIT = 500_000
@@ -294,12 +294,22 @@ class WorldState:
                 self._storage_committed[(address, slot)] = value
             new_roots[address] = trie.root_hash()
 
+        # An account's storage root is never taken from the overlay (writers need not keep it
+        # current): it is the new root if its storage changed, empty if wiped, else unchanged.
         accounts = dict(self._accounts)
-        for address, root in new_roots.items():
-            account = accounts.get(address, _ABSENT)
-            if account is _ABSENT:
-                account = self._committed_account(address)
-            if account is not None and account.storage_root != root:
+        for address in new_roots:
+            accounts.setdefault(address, self._committed_account(address))
+        for address, account in accounts.items():
+            if account is None:
+                continue
+            if address in new_roots:
+                root = new_roots[address]
+            elif address in self._wiped:
+                root = BLANK_ROOT
+            else:
+                committed = self._committed_account(address)
+                root = BLANK_ROOT if committed is None else committed.storage_root
+            if account.storage_root != root:
                 accounts[address] = Account(account.nonce, account.balance, root, account.code_hash)
 
         for address in sorted(accounts):
@@ -343,7 +353,7 @@ class WorldState:
         for key in split_history_keys(blob):
             txn.delete(key, db=hist_db)
         txn.delete(be64(old), db=histidx)
-        txn.put(b"pruned_below", be64(old + 1), db=self.db[b"meta"])
+        txn.put(b"pruned_below", be64(old), db=self.db[b"meta"])  # heights >= old readable
 
     def load_genesis(
         self, accounts: Iterable[tuple[bytes, Account, dict[int, int], bytes]]

@@ -1,0 +1,124 @@
+"""Finding blocks, transactions and state for a request's block reference.
+
+Rules:
+
+* Head tags (latest, pending, safe, finalized) read the head once per call; ``earliest`` is 0.
+* :func:`find_block` returns None for a block the node does not have (block getters answer
+  null). :func:`state` raises ``HeaderNotFound`` for one (state getters answer -32000), and
+  ``StateUnavailable`` escapes for a height outside the kept history window.
+* Every stored hash is canonical: the chain has BFT finality and never reorganises, so
+  ``requireCanonical`` needs no extra check.
+* Stored transactions are decoded with ``decode_transaction``, which recovers the sender again;
+  decoded transactions are kept in a small LRU cache keyed by their raw bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from cybermiles.chain.header import Header, header_hash
+from cybermiles.chain.receipts import Receipt
+from cybermiles.chain.transactions import Transaction, decode_transaction
+from cybermiles.rpc.errors import HeaderNotFound
+from cybermiles.rpc.format import TxContext
+from cybermiles.rpc.params import BlockRef
+from cybermiles.state.view import StateView
+
+TX_CACHE_SIZE = 16_384
+
+
+@dataclass(frozen=True, slots=True)
+class BlockInfo:
+    number: int
+    header: Header
+    hash: bytes
+
+    def tx_context(self, index: int) -> TxContext:
+        return TxContext(
+            block_hash=self.hash,
+            block_number=self.number,
+            block_timestamp=self.header.timestamp,
+            index=index,
+            base_fee=self.header.base_fee_per_gas,
+        )
+
+
+def head_number(node: Any) -> int:
+    return int(node.chain.head.block_number)
+
+
+def block_number(node: Any, ref: BlockRef) -> int | None:
+    """The height ``ref`` names, or None for an unknown hash (heights are not checked)."""
+    if ref.is_head:
+        return head_number(node)
+    if ref.hash is not None:
+        return node.chain.blocks.number_of(ref.hash)
+    return ref.number
+
+
+def block_at(node: Any, number: int) -> BlockInfo | None:
+    header = node.chain.blocks.header(number)
+    if header is None:
+        return None
+    return BlockInfo(number, header, header_hash(header))
+
+
+def find_block(node: Any, ref: BlockRef) -> BlockInfo | None:
+    number = block_number(node, ref)
+    return None if number is None else block_at(node, number)
+
+
+def state_height(node: Any, ref: BlockRef) -> int | None:
+    """The height whose state ``ref`` reads (None: the head); HeaderNotFound if unknown."""
+    if ref.is_head:
+        return None
+    if ref.hash is not None:
+        number = node.chain.blocks.number_of(ref.hash)
+        if number is None:
+            raise HeaderNotFound(by_hash=True)
+        return int(number)
+    assert ref.number is not None
+    if ref.number > head_number(node) or node.chain.blocks.header(ref.number) is None:
+        raise HeaderNotFound()
+    return ref.number
+
+
+@contextmanager
+def state(node: Any, ref: BlockRef) -> Iterator[StateView]:
+    """A consistent read-only view of the state ``ref`` names."""
+    with node.chain.state_at(state_height(node, ref)) as view:
+        yield view
+
+
+@lru_cache(maxsize=TX_CACHE_SIZE)
+def _decode(raw: bytes, chain_id: int) -> Transaction:
+    return decode_transaction(raw, chain_id)
+
+
+def transactions(node: Any, block: BlockInfo) -> list[Transaction]:
+    body = node.chain.blocks.body(block.number) or []
+    return [_decode(stored.raw, node.chain_id) for stored in body]
+
+
+def raw_transactions(node: Any, block: BlockInfo) -> list[bytes]:
+    return [stored.raw for stored in node.chain.blocks.body(block.number) or []]
+
+
+def receipts(node: Any, block: BlockInfo) -> list[Receipt]:
+    return node.chain.blocks.receipts(block.number) or []
+
+
+def find_transaction(node: Any, tx_hash: bytes) -> tuple[BlockInfo, int, Transaction] | None:
+    """The mined transaction with ``tx_hash``: its block, index and decoded form."""
+    location = node.chain.blocks.tx_location(tx_hash)
+    if location is None:
+        return None
+    block = block_at(node, location.block_number)
+    body = node.chain.blocks.body(location.block_number)
+    if block is None or body is None or location.index >= len(body):
+        return None
+    return block, location.index, _decode(body[location.index].raw, node.chain_id)
