@@ -81,8 +81,12 @@ class Workload:
     def deploy(self, key, name: str, args: bytes = b"") -> bytes:
         address = create_address(bytes.fromhex(key.address[2:]), self.nonces[key.address])
         raw = self.sign(
-            key, to=None, value=0, gas=3_000_000,
-            data=bytes.fromhex(artifact(name)["bytecode"][2:]) + args, **self.fee_fields(),
+            key,
+            to=None,
+            value=0,
+            gas=3_000_000,
+            data=bytes.fromhex(artifact(name)["bytecode"][2:]) + args,
+            **self.fee_fields(),
         )
         (self.tokens if name == "TestToken" else self.contracts).append(address)
         return raw
@@ -95,34 +99,53 @@ class Workload:
         if choice <= 2 or not self.contracts:  # plain transfers, free or priced
             to = rng.choice([other.address, "0x" + rng.randbytes(20).hex(), key.address])
             value = rng.choice([0, 1, 10**18])
-            return self.sign(key, to=to, value=value, gas=21_000, **self.fee_fields(free=choice == 0))
+            return self.sign(
+                key, to=to, value=value, gas=21_000, **self.fee_fields(free=choice == 0)
+            )
         probe = "0x" + rng.choice(self.contracts).hex()
         fee = self.fee_fields()
         if choice == 3:
             data = call("bump(uint256)", ["uint256"], [rng.randrange(1, 100)])
         elif choice == 4:
-            data = call("store(uint256,uint256)", ["uint256", "uint256"], [rng.randrange(4), rng.randrange(3)])
+            data = call(
+                "store(uint256,uint256)",
+                ["uint256", "uint256"],
+                [rng.randrange(4), rng.randrange(3)],
+            )
         elif choice == 5:
             data = call("clear(uint256)", ["uint256"], [rng.randrange(4)])
         elif choice == 6:
             data = call("fail(string)", ["string"], ["nope"])
         elif choice == 7:  # runs out of gas
-            return self.sign(key, to=probe, value=0, gas=60_000,
-                             data=call("burnGas(uint256)", ["uint256"], [50]), **fee)
+            return self.sign(
+                key,
+                to=probe,
+                value=0,
+                gas=60_000,
+                data=call("burnGas(uint256)", ["uint256"], [50]),
+                **fee,
+            )
         elif choice == 8:
-            data = call("spawnAndKill(uint256,address)", ["uint256", "address"],
-                        [rng.randrange(2**32), other.address])
+            data = call(
+                "spawnAndKill(uint256,address)",
+                ["uint256", "address"],
+                [rng.randrange(2**32), other.address],
+            )
             return self.sign(key, to=probe, value=rng.choice([0, 5]), gas=400_000, data=data, **fee)
         elif choice == 9:  # value into the contract's receive()
             return self.sign(key, to=probe, value=3, gas=50_000, data=b"", **fee)
         elif choice == 10 and self.tokens:
             token = "0x" + rng.choice(self.tokens).hex()
-            data = call("transfer(address,uint256)", ["address", "uint256"],
-                        [other.address, rng.choice([1, 10**30])])  # 10**30 reverts
+            data = call(
+                "transfer(address,uint256)",
+                ["address", "uint256"],
+                [other.address, rng.choice([1, 10**30])],
+            )  # 10**30 reverts
             return self.sign(key, to=token, value=0, gas=80_000, data=data, **fee)
         else:  # precompile (identity) with value: goes through the EVM, not the fast path
-            return self.sign(key, to="0x" + "00" * 19 + "04", value=1, gas=30_000, data=b"ab",
-                             **fee)
+            return self.sign(
+                key, to="0x" + "00" * 19 + "04", value=1, gas=30_000, data=b"ab", **fee
+            )
         return self.sign(key, to=probe, value=0, gas=200_000, data=data, **fee)
 
 
@@ -142,27 +165,45 @@ class Reference:
         self.root = state.make_state_root()
         state.persist()
 
-    def _state(self, root: bytes, *, number: int, timestamp: int, prev_hashes: tuple) -> PragueState:
+    def _state(
+        self, root: bytes, *, number: int, timestamp: int, prev_hashes: tuple
+    ) -> PragueState:
         context = ExecutionContext(
-            coinbase=COINBASE, timestamp=timestamp, block_number=number, difficulty=0,
-            mix_hash=ZERO_HASH, gas_limit=30_000_000, prev_hashes=prev_hashes,
-            chain_id=CHAIN_ID, base_fee_per_gas=0, excess_blob_gas=0,
+            coinbase=COINBASE,
+            timestamp=timestamp,
+            block_number=number,
+            difficulty=0,
+            mix_hash=ZERO_HASH,
+            gas_limit=30_000_000,
+            prev_hashes=prev_hashes,
+            chain_id=CHAIN_ID,
+            base_fee_per_gas=0,
+            excess_blob_gas=0,
         )
         return PragueState(self.db, context, root)
 
     def run_block(self, header, prev_hashes: tuple, raws: list[bytes]):
-        state = self._state(self.root, number=header.block_number, timestamp=header.timestamp,
-                            prev_hashes=prev_hashes)
+        state = self._state(
+            self.root,
+            number=header.block_number,
+            timestamp=header.timestamp,
+            prev_hashes=prev_hashes,
+        )
         history = HISTORY_STORAGE_ADDRESS
         if state.get_code(history):  # EIP-2935, exactly as PragueVM.block_preprocessing
-            state.set_storage(history, (header.block_number - 1) % HISTORY_SERVE_WINDOW,
-                              int.from_bytes(header.parent_hash, "big"))
+            state.set_storage(
+                history,
+                (header.block_number - 1) % HISTORY_SERVE_WINDOW,
+                int.from_bytes(header.parent_hash, "big"),
+            )
         receipts, cumulative = [], 0
         for raw in raws:
             tx = PragueTransactionBuilder.decode(raw)
             state.lock_changes()
             computation = state.apply_transaction(tx)
-            receipt = PragueVM.make_receipt(SimpleNamespace(gas_used=cumulative), tx, computation, state)
+            receipt = PragueVM.make_receipt(
+                SimpleNamespace(gas_used=cumulative), tx, computation, state
+            )
             cumulative = receipt.gas_used
             receipts.append(receipt)
         self.root = state.make_state_root()
@@ -175,26 +216,34 @@ class Reference:
 def test_random_blocks_match_pyevm(tmp_path: Path, seed: int) -> None:
     rng = random.Random(seed)
     keys = [Account.from_key(rng.randbytes(32)) for _ in range(6)]
-    genesis = parse_genesis({
-        "chain_id": CHAIN_ID,
-        "timestamp": 1_000,
-        "params": {"block_gas_limit": 30_000_000, "free_tx_quota": 1000},
-        "alloc": {k.address: {"balance": str(10**24)} for k in keys}
-        | {"0x" + "00" * 19 + "aa": {"balance": "0"}},  # an existing empty account (EIP-161)
-    })
+    genesis = parse_genesis(
+        {
+            "chain_id": CHAIN_ID,
+            "timestamp": 1_000,
+            "params": {"block_gas_limit": 30_000_000, "free_tx_quota": 1000},
+            "alloc": {k.address: {"balance": str(10**24)} for k in keys}
+            | {"0x" + "00" * 19 + "aa": {"balance": "0"}},  # an existing empty account (EIP-161)
+        }
+    )
     chain = Blockchain(tmp_path / "data", genesis)
     reference = Reference(genesis.alloc)
     assert reference.root == chain.head.state_root
 
     work = Workload(rng, keys)
-    first = [work.deploy(keys[0], "Probe"), work.deploy(keys[1], "Probe"),
-             work.deploy(keys[2], "TestToken", abi_encode(["uint256"], [10**24]))]
+    first = [
+        work.deploy(keys[0], "Probe"),
+        work.deploy(keys[1], "Probe"),
+        work.deploy(keys[2], "TestToken", abi_encode(["uint256"], [10**24])),
+    ]
     statuses: set[int] = set()
     for block_index in range(5):
-        raws = first if block_index == 0 else [work.random_tx() for _ in range(rng.randrange(5, 20))]
+        raws = (
+            first if block_index == 0 else [work.random_tx() for _ in range(rng.randrange(5, 20))]
+        )
         if block_index == 2:  # a zero-value transfer touching the existing empty account
-            raws.append(work.sign(keys[3], to="0x" + "00" * 19 + "aa", value=0, gas=21_000,
-                                  gasPrice=GWEI))
+            raws.append(
+                work.sign(keys[3], to="0x" + "00" * 19 + "aa", value=0, gas=21_000, gasPrice=GWEI)
+            )
         prev_hashes = chain.ancestor_hashes()
         txs = [decode_transaction(raw, CHAIN_ID) for raw in raws]
         block = chain.build_block(txs, timestamp=chain.head.timestamp + 12, coinbase=COINBASE)
@@ -211,12 +260,21 @@ def test_random_blocks_match_pyevm(tmp_path: Path, seed: int) -> None:
 
 def test_underpriced_contract_call_is_rejected_and_leaves_no_trace(tmp_path: Path) -> None:
     key = Account.from_key(b"\x01" * 32)
-    genesis = parse_genesis({"chain_id": CHAIN_ID, "timestamp": 5,
-                             "alloc": {key.address: {"balance": str(10**22)}}})
+    genesis = parse_genesis(
+        {"chain_id": CHAIN_ID, "timestamp": 5, "alloc": {key.address: {"balance": str(10**22)}}}
+    )
     chain = Blockchain(tmp_path / "data", genesis)
-    raw = key.sign_transaction({"chainId": CHAIN_ID, "nonce": 0, "gas": 100_000, "gasPrice": 0,
-                                "to": None, "value": 0,
-                                "data": bytes.fromhex(artifact("Probe")["bytecode"][2:])})
+    raw = key.sign_transaction(
+        {
+            "chainId": CHAIN_ID,
+            "nonce": 0,
+            "gas": 100_000,
+            "gasPrice": 0,
+            "to": None,
+            "value": 0,
+            "data": bytes.fromhex(artifact("Probe")["bytecode"][2:]),
+        }
+    )
     tx = decode_transaction(bytes(raw.raw_transaction), CHAIN_ID)
     before = chain.head.state_root
     block = chain.build_block([tx], timestamp=10, coinbase=COINBASE)

@@ -82,8 +82,12 @@ def test_random_blocks_roots_match_pytrie_and_history_reads(world: WorldState) -
         world.clear_journal()
         root = commit(world, number)
         assert root == reference_root(accounts, storage), f"block {number}"
-        snapshots.append(({a: acc.balance for a, acc in accounts.items()},
-                          {a: dict(s) for a, s in storage.items()}))
+        snapshots.append(
+            (
+                {a: acc.balance for a, acc in accounts.items()},
+                {a: dict(s) for a, s in storage.items()},
+            )
+        )
 
     head = 8
     with world.db.begin() as txn:

@@ -4,7 +4,7 @@ Tree::
 
     ChainError
     ├── GenesisError            bad genesis file or field (names the field)
-    └── InvalidTransaction      a transaction that can never be valid (decode / signature / chain id)
+    └── InvalidTransaction      never valid (decoding, signature, chain id)
         └── (mempool and execution add their own leaves)
 
 Messages of transaction errors use geth's wording so Ethereum tools recognise them.

@@ -7,8 +7,10 @@ File format (``genesis.json``)::
       "timestamp": 1700000000,
       "extra_data": "0x",
       "params": {"min_gas_price": "1000000000", ...},
-      "alloc": {"0xADDRESS": {"balance": "0x..", "nonce": 0, "code": "0x..", "storage": {"0x0": "0x1"}}},
-      "validators": [{"address": "0xADDRESS", "pub_key": "0x<32-byte ed25519>", "power": 10, "name": "v0"}]
+      "alloc": {"0xADDRESS": {"balance": "0x..", "nonce": 0, "code": "0x..",
+                              "storage": {"0x0": "0x1"}}},
+      "validators": [{"address": "0xADDRESS", "pub_key": "0x<32-byte ed25519>", "power": 10,
+                      "name": "v0"}]
     }
 
 Integers may be JSON numbers, decimal strings or 0x-hex strings. Every error names its field.
@@ -94,7 +96,9 @@ def _account_json(account: GenesisAccount) -> dict[str, Any]:
 
 def parse_address(value: Any, field_name: str) -> bytes:
     if not isinstance(value, str) or not _ADDRESS_RE.match(value):
-        raise GenesisError(f"{field_name}: expected a 0x-prefixed 20-byte hex address, got {value!r}")
+        raise GenesisError(
+            f"{field_name}: expected a 0x-prefixed 20-byte hex address, got {value!r}"
+        )
     return bytes.fromhex(value[2:])
 
 
@@ -141,7 +145,9 @@ def _parse_validator(index: int, data: Any) -> GenesisValidator:
         raise GenesisError(f"{where}: expected an object")
     pub_key = parse_hex_bytes(data.get("pub_key", "0x"), f"{where}.pub_key")
     if pub_key and len(pub_key) != 32:
-        raise GenesisError(f"{where}.pub_key: an Ed25519 public key has 32 bytes, got {len(pub_key)}")
+        raise GenesisError(
+            f"{where}.pub_key: an Ed25519 public key has 32 bytes, got {len(pub_key)}"
+        )
     name = data.get("name", "")
     if not isinstance(name, str):
         raise GenesisError(f"{where}.name: expected a string")
@@ -209,7 +215,9 @@ def load_genesis(path: str | Path) -> Genesis:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise GenesisError(f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from exc
+        raise GenesisError(
+            f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+        ) from exc
     return parse_genesis(data)
 
 

@@ -51,7 +51,9 @@ def parse_int(value: Any, field: str) -> int:
             return int(text, 16) if text.lower().startswith("0x") else int(text, 10)
         except ValueError:
             pass
-    raise GenesisError(f"{field}: expected an integer (number, decimal or 0x-hex string), got {value!r}")
+    raise GenesisError(
+        f"{field}: expected an integer (number, decimal or 0x-hex string), got {value!r}"
+    )
 
 
 def parse_params(data: Any) -> Params:
@@ -63,7 +65,9 @@ def parse_params(data: Any) -> Params:
     known = {f.name for f in fields(Params)}
     for name in data:
         if name not in known:
-            raise GenesisError(f"params.{name}: unknown parameter (known: {', '.join(sorted(known))})")
+            raise GenesisError(
+                f"params.{name}: unknown parameter (known: {', '.join(sorted(known))})"
+            )
     values = {}
     for name, raw in data.items():
         value = parse_int(raw, f"params.{name}")

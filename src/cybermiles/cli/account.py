@@ -66,11 +66,16 @@ def account_new(home: Path, password_file: Path | None) -> None:
 @account_group.command("import")
 @home_option
 @password_file_option
-@click.option("--key-file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
-              help="File holding the hex private key (otherwise prompted, hidden).")
+@click.option(
+    "--key-file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="File holding the hex private key (otherwise prompted, hidden).",
+)
 def account_import(home: Path, password_file: Path | None, key_file: Path | None) -> None:
     """Import a hex private key into the keystore."""
-    text = key_file.read_text().strip() if key_file else click.prompt("Private key", hide_input=True)
+    text = (
+        key_file.read_text().strip() if key_file else click.prompt("Private key", hide_input=True)
+    )
     text = text.removeprefix("0x").strip()
     try:
         key = bytes.fromhex(text)

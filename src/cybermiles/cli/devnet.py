@@ -44,7 +44,7 @@ def print_accounts(keys: list[tuple[bytes, bytes]], balance_cmt: int) -> None:
     out("WARNING: These accounts, and their private keys, are publicly known.")
     out("Any funds sent to them on a public chain WILL BE LOST.")
     out("")
-    for i, (address, key) in enumerate(keys):
+    for i, (_address, key) in enumerate(keys):
         checksum = Account.from_key(key).address
         out(f"Account #{i}: {checksum} ({balance_cmt} CMT)")
         out(f"Private Key: 0x{key.hex()}")
@@ -54,24 +54,62 @@ def print_accounts(keys: list[tuple[bytes, bytes]], balance_cmt: int) -> None:
 
 
 @click.command("devnet")
-@click.option("--home", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Keep the chain in this home (reused if it exists). Default: a fresh "
-                   "temporary chain deleted on exit.")
+@click.option(
+    "--home",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Keep the chain in this home (reused if it exists). Default: a fresh "
+    "temporary chain deleted on exit.",
+)
 @click.option("--host", default="127.0.0.1", show_default=True, help="RPC listen address.")
-@click.option("--port", type=click.IntRange(0, 65535), default=8545, show_default=True,
-              help="RPC port (HTTP and WebSocket).")
-@click.option("--block-time", type=click.FloatRange(min=0), default=0.0, show_default=True,
-              help="Seconds between blocks; 0 = automine (one block per transaction).")
-@click.option("--chain-id", type=click.IntRange(1, 2**53 - 1), default=DEV_CHAIN_ID,
-              show_default=True)
-@click.option("--accounts", "count", type=click.IntRange(1, 1000), default=10, show_default=True,
-              help="Number of funded dev accounts.")
-@click.option("--balance", type=click.IntRange(0), default=10_000, show_default=True,
-              help="CMT given to each dev account.")
-@click.option("--log-level", default="info", show_default=True,
-              type=click.Choice(["debug", "info", "warning", "error"]))
-def devnet_command(home: Path | None, host: str, port: int, block_time: float, chain_id: int,
-                   count: int, balance: int, log_level: str) -> None:
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8545,
+    show_default=True,
+    help="RPC port (HTTP and WebSocket).",
+)
+@click.option(
+    "--block-time",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Seconds between blocks; 0 = automine (one block per transaction).",
+)
+@click.option(
+    "--chain-id", type=click.IntRange(1, 2**53 - 1), default=DEV_CHAIN_ID, show_default=True
+)
+@click.option(
+    "--accounts",
+    "count",
+    type=click.IntRange(1, 1000),
+    default=10,
+    show_default=True,
+    help="Number of funded dev accounts.",
+)
+@click.option(
+    "--balance",
+    type=click.IntRange(0),
+    default=10_000,
+    show_default=True,
+    help="CMT given to each dev account.",
+)
+@click.option(
+    "--log-level",
+    default="info",
+    show_default=True,
+    type=click.Choice(["debug", "info", "warning", "error"]),
+)
+def devnet_command(
+    home: Path | None,
+    host: str,
+    port: int,
+    block_time: float,
+    chain_id: int,
+    count: int,
+    balance: int,
+    log_level: str,
+) -> None:
     """Start a local development chain with funded, unlocked accounts (Ctrl-C stops it)."""
     setup_logging(log_level)
     keys = dev_keys(count)
@@ -99,9 +137,11 @@ def devnet_command(home: Path | None, host: str, port: int, block_time: float, c
 
         def started(url: str) -> None:
             click.echo(f"Started HTTP and WebSocket JSON-RPC server at {url}/")
-            click.echo(f"Chain id: {node.chain_id}   Home: {home}"
-                       f"{' (temporary)' if temporary else ''}   "
-                       f"Mining: {'automine' if block_time == 0 else f'every {block_time}s'}")
+            click.echo(
+                f"Chain id: {node.chain_id}   Home: {home}"
+                f"{' (temporary)' if temporary else ''}   "
+                f"Mining: {'automine' if block_time == 0 else f'every {block_time}s'}"
+            )
             click.echo("")
             print_accounts(keys, balance)
 

@@ -15,14 +15,30 @@ from cybermiles.node.node import Node
 
 @click.command("node")
 @home_option
-@click.option("--rpc.addr", "rpc_addr", default=None, help="RPC listen address (default from config).")
-@click.option("--rpc.port", "rpc_port", type=click.IntRange(0, 65535), default=None,
-              help="RPC port (default from config, 8545).")
-@click.option("--block-time", type=click.FloatRange(min=0), default=None,
-              help="Seconds between blocks; 0 = automine (default from config).")
+@click.option(
+    "--rpc.addr", "rpc_addr", default=None, help="RPC listen address (default from config)."
+)
+@click.option(
+    "--rpc.port",
+    "rpc_port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="RPC port (default from config, 8545).",
+)
+@click.option(
+    "--block-time",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Seconds between blocks; 0 = automine (default from config).",
+)
 @click.option("--archive", is_flag=True, default=None, help="Keep the state of every block.")
-def node_command(home: Path, rpc_addr: str | None, rpc_port: int | None,
-                 block_time: float | None, archive: bool | None) -> None:
+def node_command(
+    home: Path,
+    rpc_addr: str | None,
+    rpc_port: int | None,
+    block_time: float | None,
+    archive: bool | None,
+) -> None:
     """Run the node in the foreground (Ctrl-C or SIGTERM stops it cleanly)."""
     try:
         config = load_config(home)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from collections.abc import Callable
@@ -36,10 +37,8 @@ async def _serve(node: Node, on_started: Callable[[str], None] | None) -> None:
             if node.producer.error is not None:
                 log.error("stopping: the block producer failed: %s", node.producer.error)
                 break
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=0.5)
-            except TimeoutError:
-                pass
     finally:
         log.info("shutting down")
         await runner.cleanup()

@@ -19,7 +19,6 @@ from cybermiles.crypto.keccak import EMPTY_KECCAK
 from cybermiles.state.account import EMPTY_ACCOUNT, Account
 from cybermiles.state.world import WorldState
 
-
 UNCOMPUTED_ROOT = b"\x00" * 32
 
 

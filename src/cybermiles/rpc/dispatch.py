@@ -89,10 +89,12 @@ class Dispatcher:
                 None, InvalidRequest("invalid request: id must be a string, a number or null")
             )
         if request.get("jsonrpc") != "2.0":
-            return error_response(request_id, InvalidRequest('invalid request: jsonrpc must be "2.0"'))
+            error = InvalidRequest('invalid request: jsonrpc must be "2.0"')
+            return error_response(request_id, error)
         method = request.get("method")
         if not isinstance(method, str):
-            return error_response(request_id, InvalidRequest("invalid request: method must be a string"))
+            error = InvalidRequest("invalid request: method must be a string")
+            return error_response(request_id, error)
         try:
             result = self.call(method, request.get("params"), session)
         except RpcError as exc:

@@ -183,9 +183,7 @@ def block_size(header: Header, raw_txs: Sequence[bytes]) -> int:
     A legacy transaction is an RLP list and is embedded as is; a typed one (``type || rlp``)
     is embedded as a byte string, as in EIP-2718 block bodies.
     """
-    txs_payload = sum(
-        len(raw) if raw[0] >= 0xC0 else _bytes_item_length(raw) for raw in raw_txs
-    )
+    txs_payload = sum(len(raw) if raw[0] >= 0xC0 else _bytes_item_length(raw) for raw in raw_txs)
     payload = (
         len(rlp.encode(header))
         + len(length_prefix(txs_payload, 0xC0))

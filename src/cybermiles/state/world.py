@@ -147,7 +147,9 @@ class WorldState:
 
     def wipe_storage(self, address: bytes) -> None:
         """Clear all of an account's storage (self-destruct, account deletion)."""
-        self.journal.append((2, address, self._storage.get(address, _ABSENT), address in self._wiped))
+        self.journal.append(
+            (2, address, self._storage.get(address, _ABSENT), address in self._wiped)
+        )
         self._storage[address] = {}
         self._wiped.add(address)
 

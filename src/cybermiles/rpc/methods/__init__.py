@@ -1,0 +1,24 @@
+"""The JSON-RPC method set: one ``MethodTable`` per namespace module, merged here.
+
+Adding a namespace: write ``rpc/methods/<ns>.py`` with ``methods = MethodTable()`` and
+``@methods.method("<ns>_name")`` handlers ``(node, *params)``, then list it in
+:func:`build_methods` (dev-only namespaces go behind ``node.dev``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cybermiles.rpc.methods import eth, net, web3
+from cybermiles.rpc.registry import MethodTable
+
+
+def build_methods(node: Any) -> MethodTable:
+    """Every method ``node`` serves."""
+    table = MethodTable()
+    for module in (eth, net, web3):
+        table.update(module.methods)
+    return table
+
+
+__all__ = ["build_methods"]
