@@ -26,7 +26,7 @@ from eth.vm.forks.prague.state import PragueTransactionExecutor
 from eth.vm.forks.prague.transactions import PragueTransactionBuilder
 from eth_account import Account
 from eth_utils import to_checksum_address
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rlp.codec import length_prefix
 
@@ -731,14 +731,8 @@ def mutated_transactions(draw: st.DrawFn) -> bytes:
     return bytes(raw)
 
 
-@FUZZ
-@given(mutated_transactions())
-def test_fuzz_mutated_transactions_agree_with_py_evm(raw: bytes) -> None:
-    """Whatever we accept, py-evm must accept too, with the same sender and fields."""
-    tx = decode_or_reject(raw)
-    assume(tx is not None)
-    assert tx is not None
-    reference = PragueTransactionBuilder.decode(raw)
+def assert_agrees_with_py_evm(tx: Transaction) -> None:
+    reference = PragueTransactionBuilder.decode(tx.raw)
     assert tx.sender == reference.sender
     assert (tx.nonce, tx.gas, tx.value, tx.data) == (
         reference.nonce,
@@ -746,3 +740,26 @@ def test_fuzz_mutated_transactions_agree_with_py_evm(raw: bytes) -> None:
         reference.value,
         reference.data,
     )
+
+
+@FUZZ
+@given(mutated_transactions())
+def test_fuzz_mutated_transactions_agree_with_py_evm(raw: bytes) -> None:
+    """Whatever we accept, py-evm must accept too, with the same sender and fields."""
+    tx = decode_or_reject(raw)
+    if tx is not None:
+        assert_agrees_with_py_evm(tx)
+
+
+@pytest.mark.parametrize("xor", [0x01, 0x80, 0xFF])
+def test_every_single_byte_flip_is_rejected_or_agrees_with_py_evm(xor: int) -> None:
+    accepted = 0
+    for original in (VALID_LEGACY, VALID_1559, build_typed(4, set_code_fields())):
+        for position in range(len(original)):
+            raw = bytearray(original)
+            raw[position] ^= xor
+            tx = decode_or_reject(bytes(raw))
+            if tx is not None:
+                accepted += 1
+                assert_agrees_with_py_evm(tx)
+    assert accepted > 0  # flips inside e.g. ``to`` or ``r`` keep the tx well-formed

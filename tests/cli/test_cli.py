@@ -97,7 +97,9 @@ def test_init_with_genesis_file_and_coinbase(tmp_path: Path) -> None:
 
     home2 = tmp_path / "home2"
     coinbase = "0x" + "ab" * 20
-    result = run("init", "--home", str(home2), "--genesis", str(genesis_file), "--coinbase", coinbase)
+    result = run(
+        "init", "--home", str(home2), "--genesis", str(genesis_file), "--coinbase", coinbase
+    )
     assert result.exit_code == 0, result.output
     config = tomllib.loads((home2 / "config.toml").read_text())
     assert config["mining"]["coinbase"].lower() == coinbase
@@ -135,7 +137,10 @@ BAD_GENESIS: dict[str, tuple[str, str]] = {
     "missing-chain-id": (json.dumps(_without("chain_id")), "chain_id"),
     "chain-id-zero": (json.dumps(_with(chain_id=0)), "chain_id"),
     "chain-id-not-int": (json.dumps(_with(chain_id="abc")), "chain_id"),
-    "bad-alloc-address": (json.dumps(_with(alloc={"0x1234": {"balance": "1"}})), "alloc key '0x1234'"),
+    "bad-alloc-address": (
+        json.dumps(_with(alloc={"0x1234": {"balance": "1"}})),
+        "alloc key '0x1234'",
+    ),
     "negative-balance": (
         json.dumps(_with(alloc={VALID_ADDR: {"balance": "-1"}})),
         f"alloc.{VALID_ADDR}.balance",
@@ -145,7 +150,10 @@ BAD_GENESIS: dict[str, tuple[str, str]] = {
         f"alloc.{VALID_ADDR}.bogus",
     ),
     "unknown-field": (json.dumps(_with(gas_limit=5)), "gas_limit"),
-    "unknown-param": (json.dumps(_with(params={"block_gas_limt": 30_000_000})), "params.block_gas_limt"),
+    "unknown-param": (
+        json.dumps(_with(params={"block_gas_limt": 30_000_000})),
+        "params.block_gas_limt",
+    ),
     "out-of-range-param": (json.dumps(_with(params={"max_tx_size": 10})), "params.max_tx_size"),
     "bad-validator-pubkey": (
         json.dumps(_with(validators=[{"address": VALIDATOR_ADDR, "pub_key": "0x" + "ab" * 31}])),
@@ -207,8 +215,16 @@ def test_account_import_roundtrip(tmp_path: Path) -> None:
     key_file.write_text(KEY + "\n")
     expected = Account.from_key(KEY).address
 
-    result = run("account", "import", "--home", str(home), "--password", str(password),
-                 "--key-file", str(key_file))
+    result = run(
+        "account",
+        "import",
+        "--home",
+        str(home),
+        "--password",
+        str(password),
+        "--key-file",
+        str(key_file),
+    )
     assert result.exit_code == 0, result.output
     assert _address(result) == expected
 
@@ -226,16 +242,35 @@ def test_account_import_roundtrip(tmp_path: Path) -> None:
     assert f"account #0: {expected.lower()}" in listed.output.lower()
 
     # the same key again is refused and nothing is written
-    again = run("account", "import", "--home", str(home), "--password", str(password),
-                "--key-file", str(key_file))
+    again = run(
+        "account",
+        "import",
+        "--home",
+        str(home),
+        "--password",
+        str(password),
+        "--key-file",
+        str(key_file),
+    )
     assert again.exit_code == 1
     assert "already" in again.output
     assert len(list((home / "keystore").glob("UTC--*"))) == 1
 
     # without 0x, with surrounding blanks: the same key, still a duplicate
     key_file.write_text("  " + KEY[2:] + "  \n")
-    assert run("account", "import", "--home", str(home), "--password", str(password),
-               "--key-file", str(key_file)).exit_code == 1
+    assert (
+        run(
+            "account",
+            "import",
+            "--home",
+            str(home),
+            "--password",
+            str(password),
+            "--key-file",
+            str(key_file),
+        ).exit_code
+        == 1
+    )
 
 
 def test_account_new_and_list(tmp_path: Path) -> None:
@@ -261,7 +296,9 @@ def test_account_new_and_list(tmp_path: Path) -> None:
         for p in (home / "keystore").glob("UTC--*")
     }
     assert Account.from_key(Account.decrypt(by_address[first[2:].lower()], "pw1")).address == first
-    assert Account.from_key(Account.decrypt(by_address[second[2:].lower()], "pw2")).address == second
+    assert (
+        Account.from_key(Account.decrypt(by_address[second[2:].lower()], "pw2")).address == second
+    )
 
 
 @pytest.mark.parametrize("key_text", ["0x1234", "zz" * 32, "00" * 32, "ff" * 33, ""])
@@ -269,8 +306,16 @@ def test_account_import_bad_key(tmp_path: Path, key_text: str) -> None:
     home = tmp_path / "home"
     key_file = tmp_path / "key.txt"
     key_file.write_text(key_text)
-    result = run("account", "import", "--home", str(home), "--password",
-                 str(_password_file(tmp_path)), "--key-file", str(key_file))
+    result = run(
+        "account",
+        "import",
+        "--home",
+        str(home),
+        "--password",
+        str(_password_file(tmp_path)),
+        "--key-file",
+        str(key_file),
+    )
     assert result.exit_code == 1, result.output
     assert "private key" in result.output
     assert "Traceback" not in result.output

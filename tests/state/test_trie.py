@@ -17,9 +17,7 @@ from trie.exceptions import ValidationError
 import cybermiles.state.trie as trie_mod
 from cybermiles.state.trie import BLANK_ROOT, Trie, ordered_trie_root, verify_proof
 
-SETTINGS = settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
+SETTINGS = settings(max_examples=75, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # ----------------------------------------------------------------------------- strategies
 

@@ -171,6 +171,8 @@ def _items(raw: bytes, start: int, end: int) -> list[_Item]:
 def _envelope(raw: bytes, start: int, count: int, name: str) -> list[_Item]:
     """The fields of the outer list at ``raw[start:]``; it must fill ``raw`` exactly."""
     outer = _items(raw, start, len(raw))  # the outer list followed by nothing
+    if not outer:
+        raise _rlp_error(f"no payload for {name}")
     if len(outer) != 1:
         raise _rlp_error(f"input contains more than one value ({name})")
     if not outer[0][3]:
@@ -280,9 +282,9 @@ def _sender(msg_hash: bytes, y_parity: int, r: int, s: int) -> bytes:
         raise InvalidTransaction(ERR_SIGNATURE) from None
 
 
-def _signature_fields(raw: bytes, fields: list[_Item]) -> tuple[int, int, int]:
+def _signature_fields(raw: bytes, fields: list[_Item], v_name: str) -> tuple[int, int, int]:
     return (
-        _uint(raw, fields[-3], "v"),
+        _uint(raw, fields[-3], v_name),
         _uint(raw, fields[-2], "r"),
         _uint(raw, fields[-1], "s"),
     )
@@ -366,7 +368,7 @@ def _decode_legacy(raw: bytes, chain_id: int) -> Transaction:
     to = _to(raw, f[3])
     value = _uint(raw, f[4], "value")
     data = _bytes(raw, f[5], "data")
-    v, r, s = _signature_fields(raw, f)
+    v, r, s = _signature_fields(raw, f, "v")
     tx_chain_id, y_parity = _legacy_chain_id(v)
     if tx_chain_id != chain_id:
         raise InvalidTransaction(ERR_CHAIN_ID)
@@ -407,7 +409,7 @@ def _decode_access_list_tx(raw: bytes, chain_id: int) -> Transaction:
     value = _uint(raw, f[5], "value")
     data = _bytes(raw, f[6], "data")
     access_list = _access_list(raw, f[7])
-    y_parity, r, s = _signature_fields(raw, f)
+    y_parity, r, s = _signature_fields(raw, f, "y_parity")
     _check_chain_id(raw, f[0], chain_id)
     msg_hash = _signing_hash(raw[:1], raw, f[0], f[7], b"")
     return Transaction(
@@ -448,7 +450,7 @@ def _decode_fee_market_tx(raw: bytes, chain_id: int, tx_type: int) -> Transactio
     data = _bytes(raw, f[7], "data")
     access_list = _access_list(raw, f[8])
     raw_auths = _raw_authorizations(raw, f[9]) if set_code else []
-    y_parity, r, s = _signature_fields(raw, f)
+    y_parity, r, s = _signature_fields(raw, f, "y_parity")
     if set_code and not raw_auths:
         raise InvalidTransaction(ERR_EMPTY_AUTH_LIST)
     if set_code and to is None:

@@ -8,6 +8,7 @@ from the flat state and their root is checked against the head header.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -22,6 +23,7 @@ from cybermiles.chain.header import EMPTY_OMMERS_HASH, ZERO_HASH, Header, header
 from cybermiles.chain.receipts import EMPTY_BLOOM, Receipt
 from cybermiles.chain.store import BlockStore, write_block
 from cybermiles.chain.transactions import Transaction
+from cybermiles.crypto.keccak import keccak256
 from cybermiles.execution.block import BlockEnv, BlockExecutor
 from cybermiles.execution.errors import TxRejected
 from cybermiles.execution.fees import free_tx_window
@@ -30,6 +32,12 @@ from cybermiles.state.account import Account
 from cybermiles.state.trie import BLANK_ROOT, ordered_trie_root
 from cybermiles.state.view import StateView
 from cybermiles.state.world import WorldState
+
+
+def genesis_digest(genesis: Genesis) -> bytes:
+    """keccak256 of the canonical JSON of the whole genesis (stored at init, checked at open)."""
+    text = json.dumps(genesis.to_json(), sort_keys=True, separators=(",", ":"))
+    return keccak256(text.encode())
 
 
 class GenesisMismatch(ChainError):
@@ -92,6 +100,7 @@ class Blockchain:
             header = self._genesis_header(root)
             block_hash = write_block(txn, self.db, header, [], [])
             txn.put(b"genesis", block_hash, db=self.db[b"meta"])
+            txn.put(b"genesis_spec", genesis_digest(self.genesis), db=self.db[b"meta"])
 
     def _load_head(self) -> Header:
         number = self.blocks.head_number()
@@ -104,10 +113,14 @@ class Blockchain:
     def _check_genesis(self) -> None:
         with self.db.begin() as txn:
             stored = txn.get(b"genesis", db=self.db[b"meta"])
+            stored_spec = txn.get(b"genesis_spec", db=self.db[b"meta"])
         header0 = self.blocks.header(0)
         assert header0 is not None
         expected = header_hash(self._genesis_header(header0.state_root))
-        if stored != expected or header0.timestamp != self.genesis.timestamp:
+        # The header alone misses the chain id, the params, the validators and (since the stored
+        # state root is reused above) the alloc: compare a digest of the whole genesis too.
+        spec_differs = stored_spec is not None and stored_spec != genesis_digest(self.genesis)
+        if stored != expected or header0.timestamp != self.genesis.timestamp or spec_differs:
             raise GenesisMismatch(
                 "the data directory holds a chain with a different genesis; use another --home "
                 "or remove its data directory"

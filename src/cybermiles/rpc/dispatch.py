@@ -61,7 +61,25 @@ class Dispatcher:
         except orjson.JSONDecodeError:
             return orjson.dumps(error_response(None, ParseError("parse error")))
         reply = self.handle_message(message, session)
-        return None if reply is None else orjson.dumps(reply)
+        if reply is None:
+            return None
+        try:
+            return orjson.dumps(reply)
+        except orjson.JSONEncodeError:
+            return orjson.dumps(self._encodable(reply))
+
+    def _encodable(self, reply: Response | list[Response]) -> Response | list[Response]:
+        """Replace each response that cannot be encoded (a handler bug) by an internal error."""
+        replies = reply if isinstance(reply, list) else [reply]
+        out = []
+        for item in replies:
+            try:
+                orjson.dumps(item)
+                out.append(item)
+            except orjson.JSONEncodeError:
+                log.exception("cannot encode the result of request id %r", item.get("id"))
+                out.append(error_response(item.get("id"), InternalError("internal error")))
+        return out if isinstance(reply, list) else out[0]
 
     def handle_message(self, message: Any, session: Session) -> Response | list[Response] | None:
         if not isinstance(message, list):

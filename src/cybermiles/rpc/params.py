@@ -8,7 +8,8 @@ argument's index to the message.
   (:func:`uint64`: at most 64 bits).
 * data: ``"0x"`` + an even number of hex digits. address: data of exactly 20 bytes (any letter
   case, checksums not verified, as geth). hash: data of exactly 32 bytes.
-* storage slot: ``"0x"`` + 1 to 64 hex digits, leading zeros allowed (geth's eth_getStorageAt).
+* storage slot: ``"0x"`` + up to 64 hex digits, leading zeros allowed, ``"0x"`` is slot 0
+  (the spec's bytesMax32; geth's eth_getStorageAt).
 * block (:func:`block_number_or_tag`): ``latest`` / ``pending`` / ``safe`` / ``finalized``
   name the head (BFT blocks are final once committed), ``earliest`` block 0, or a quantity.
   :func:`block_ref` also takes a 32-byte block hash and the EIP-1898 objects
@@ -115,11 +116,9 @@ def hash32(value: Any, name: str) -> bytes:
 
 def storage_slot(value: Any, name: str) -> int:
     digits = _hex_text(value, name)
-    if not digits:
-        raise ParamError(name, 'hex string "0x"')
     if len(digits) > 64:
         raise ParamError(name, f"hex string has length {len(digits)}, want at most 64")
-    return int(digits, 16)
+    return int(digits or "0", 16)
 
 
 def boolean(value: Any, name: str) -> bool:

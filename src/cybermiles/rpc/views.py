@@ -11,36 +11,39 @@ from typing import Any
 
 from cybermiles.chain.receipts import Receipt
 from cybermiles.chain.transactions import Transaction
+from cybermiles.crypto.keccak import keccak256
 from cybermiles.rpc import format as fmt
 from cybermiles.rpc import lookup
 from cybermiles.rpc.lookup import BlockInfo
 
 
 def block(node: Any, info: BlockInfo, full: bool) -> fmt.Json:
-    raws = lookup.raw_transactions(node, info)
+    """A block with transaction hashes, or full transactions when ``full``."""
+    raws = lookup.body(node, info)
     txs: list[Any]
     if full:
-        decoded = lookup.transactions(node, info)
-        txs = [fmt.transaction(tx, info.tx_context(i)) for i, tx in enumerate(decoded)]
+        txs = [
+            fmt.transaction(lookup.decode(node, raw), info.tx_context(i))
+            for i, raw in enumerate(raws)
+        ]
     else:
-        txs = [fmt.data(tx.hash) for tx in lookup.transactions(node, info)]
+        txs = [fmt.data(keccak256(raw)) for raw in raws]
     return fmt.block(info.header, info.hash, fmt.block_size(info.header, raws), txs)
 
 
 def transaction_in_block(node: Any, info: BlockInfo, index: int) -> fmt.Json | None:
-    txs = lookup.transactions(node, info)
-    if index >= len(txs):
+    raws = lookup.body(node, info)
+    if index >= len(raws):
         return None
-    return fmt.transaction(txs[index], info.tx_context(index))
+    return fmt.transaction(lookup.decode(node, raws[index]), info.tx_context(index))
 
 
-def receipt_at(
-    info: BlockInfo, txs: list[Transaction], receipts: list[Receipt], index: int
-) -> fmt.Json:
+def receipt_at(info: BlockInfo, tx: Transaction, receipts: list[Receipt], index: int) -> fmt.Json:
+    """The receipt of ``tx``, the ``index``-th transaction of the block ``info``."""
     previous = receipts[index - 1].cumulative_gas_used if index else 0
     first_log = sum(len(r.logs) for r in receipts[:index])
     return fmt.receipt(
-        txs[index],
+        tx,
         receipts[index],
         info.tx_context(index),
         previous_cumulative_gas=previous,

@@ -119,9 +119,8 @@ def get_transaction_receipt(node: Any, tx_hash: Any) -> fmt.Json | None:
     found = lookup.find_transaction(node, p.hash32(tx_hash, "tx_hash"))
     if found is None:
         return None
-    info, index, _ = found
-    txs, receipts = lookup.transactions(node, info), lookup.receipts(node, info)
-    return views.receipt_at(info, txs, receipts, index)
+    info, index, tx = found
+    return views.receipt_at(info, tx, lookup.receipts(node, info), index)
 
 
 @methods.method("eth_getTransactionByBlockNumberAndIndex")
@@ -163,13 +162,13 @@ def get_block_by_hash(node: Any, block_hash: Any, full_transactions: Any) -> fmt
 @methods.method("eth_getBlockTransactionCountByNumber")
 def get_block_transaction_count_by_number(node: Any, block: Any) -> str | None:
     info = lookup.find_block(node, p.block_number_or_tag(block, "block"))
-    return None if info is None else fmt.quantity(len(lookup.raw_transactions(node, info)))
+    return None if info is None else fmt.quantity(len(lookup.body(node, info)))
 
 
 @methods.method("eth_getBlockTransactionCountByHash")
 def get_block_transaction_count_by_hash(node: Any, block_hash: Any) -> str | None:
     info = lookup.find_block(node, p.BlockRef(hash=p.hash32(block_hash, "block_hash")))
-    return None if info is None else fmt.quantity(len(lookup.raw_transactions(node, info)))
+    return None if info is None else fmt.quantity(len(lookup.body(node, info)))
 
 
 @methods.method("eth_getBlockReceipts")
