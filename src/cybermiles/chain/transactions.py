@@ -360,7 +360,7 @@ def _legacy_chain_id(v: int) -> tuple[int, int]:
     return (v - 35) >> 1, (v - 35) & 1
 
 
-def _decode_legacy(raw: bytes, chain_id: int) -> Transaction:
+def _decode_legacy(raw: bytes, chain_id: int, known_sender: bytes | None) -> Transaction:
     f = _envelope(raw, 0, 9, "legacy transaction")
     nonce = _nonce(raw, f[0])
     gas_price = _uint(raw, f[1], "gas price")
@@ -389,7 +389,7 @@ def _decode_legacy(raw: bytes, chain_id: int) -> Transaction:
         v=v,
         r=r,
         s=s,
-        sender=_sender(msg_hash, y_parity, r, s),
+        sender=known_sender or _sender(msg_hash, y_parity, r, s),
         hash=keccak256(raw),
         raw=raw,
     )
@@ -400,7 +400,9 @@ def _check_chain_id(raw: bytes, item: _Item, chain_id: int) -> None:
         raise InvalidTransaction(ERR_CHAIN_ID)
 
 
-def _decode_access_list_tx(raw: bytes, chain_id: int) -> Transaction:
+def _decode_access_list_tx(
+    raw: bytes, chain_id: int, known_sender: bytes | None
+) -> Transaction:
     f = _envelope(raw, 1, 11, "EIP-2930 transaction")
     nonce = _nonce(raw, f[1])
     gas_price = _uint(raw, f[2], "gas price")
@@ -428,13 +430,15 @@ def _decode_access_list_tx(raw: bytes, chain_id: int) -> Transaction:
         v=y_parity,
         r=r,
         s=s,
-        sender=_sender(msg_hash, y_parity, r, s),
+        sender=known_sender or _sender(msg_hash, y_parity, r, s),
         hash=keccak256(raw),
         raw=raw,
     )
 
 
-def _decode_fee_market_tx(raw: bytes, chain_id: int, tx_type: int) -> Transaction:
+def _decode_fee_market_tx(
+    raw: bytes, chain_id: int, tx_type: int, known_sender: bytes | None
+) -> Transaction:
     """EIP-1559 and EIP-7702 share their first nine fields; 7702 adds the auth list."""
     set_code = tx_type == SET_CODE_TX_TYPE
     if set_code:
@@ -457,7 +461,8 @@ def _decode_fee_market_tx(raw: bytes, chain_id: int, tx_type: int) -> Transactio
         raise InvalidTransaction(ERR_SET_CODE_CREATE)
     _check_chain_id(raw, f[0], chain_id)
     msg_hash = _signing_hash(raw[:1], raw, f[0], f[-4], b"")
-    sender = _sender(msg_hash, y_parity, r, s)  # before the costly authority recoveries
+    # the sender first, before the costly authority recoveries
+    sender = known_sender or _sender(msg_hash, y_parity, r, s)
     return Transaction(
         type=tx_type,
         chain_id=chain_id,
@@ -480,11 +485,14 @@ def _decode_fee_market_tx(raw: bytes, chain_id: int, tx_type: int) -> Transactio
     )
 
 
-def decode_transaction(raw: bytes, chain_id: int) -> Transaction:
+def decode_transaction(
+    raw: bytes, chain_id: int, *, known_sender: bytes | None = None
+) -> Transaction:
     """Decode, validate and recover the sender of a signed transaction for ``chain_id``.
 
     Raises :class:`InvalidTransaction` (and nothing else) for any input bytes; see the
-    module docstring for the rules.
+    module docstring for the rules. ``known_sender`` skips the recovery: pass it only for
+    transactions read back from our own block store, whose sender was recovered at admission.
     """
     if type(raw) is not bytes:  # bytearray, memoryview, HexBytes: keep a plain copy
         if not isinstance(raw, bytes | bytearray | memoryview):
@@ -496,13 +504,13 @@ def decode_transaction(raw: bytes, chain_id: int) -> Transaction:
         raise _rlp_error("empty transaction")
     first = raw[0]
     if first >= 0xC0:
-        return _decode_legacy(raw, chain_id)
+        return _decode_legacy(raw, chain_id, known_sender)
     if first >= 0x80:
         raise _rlp_error("expected input list for legacy transaction")
     if first == ACCESS_LIST_TX_TYPE:
-        return _decode_access_list_tx(raw, chain_id)
+        return _decode_access_list_tx(raw, chain_id, known_sender)
     if first in (DYNAMIC_FEE_TX_TYPE, SET_CODE_TX_TYPE):
-        return _decode_fee_market_tx(raw, chain_id, first)
+        return _decode_fee_market_tx(raw, chain_id, first, known_sender)
     raise InvalidTransaction(ERR_TX_TYPE)
 
 

@@ -37,14 +37,9 @@ def select_by_price_and_nonce(
 ) -> list[Transaction]:
     """Pick pending txs of ``accounts`` (sender -> txs) for a block of ``gas_limit`` gas."""
     limit = max_count if max_count is not None else -1
-    heads: list[int] = []
-    by_key: dict[int, Entry] = {}
-    for acct in accounts.values():
-        if acct.pending:
-            head = acct.txs[acct.base]
-            key = (-head.price << SEQ_BITS) | head.seq
-            heads.append(key)
-            by_key[key] = head
+    firsts = [acct.txs[acct.base] for acct in accounts.values() if acct.pending]
+    heads = [(-e.price << SEQ_BITS) | e.seq for e in firsts]
+    by_key: dict[int, Entry] = dict(zip(heads, firsts, strict=True))
     heapify(heads)
     out: list[Transaction] = []
     take = out.append

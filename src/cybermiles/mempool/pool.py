@@ -23,7 +23,9 @@ Eviction candidates are the *tail* (highest-nonce tx) of each sender, so evictin
 a gap in anyone's pending run. The candidate is the tail with the lowest effective price;
 ties go to queued tails first, then to the most recently arrived. Candidates are kept in a
 lazily invalidated min-heap keyed ``(price, is_pending, -seq, sender)``: each sender stores its
-current key, and heap entries that no longer match it are stale.
+current key, and heap entries that no longer match it are stale. The heap is built when the
+cap is first hit and dropped when the pool falls below 3/4 of the cap, so uncongested adds
+pay nothing for it.
 
 Free quota: a free tx is admitted while ``state.free_txs_used(sender)`` plus the sender's
 free txs already pooled (excluding one being replaced) is below ``free_tx_quota``.
@@ -40,7 +42,7 @@ import threading
 from collections.abc import Callable, Iterable
 from heapq import heapify, heappop, heappush
 
-from cybermiles.chain.transactions import Transaction, floor_data_gas, intrinsic_gas
+from cybermiles.chain.transactions import TX_GAS, Transaction, floor_data_gas, intrinsic_gas
 
 from .account import Entry, SenderTxs
 from .api import StateReader
@@ -84,7 +86,8 @@ class Mempool:
         self._lock = threading.Lock()
         self._by_hash: dict[bytes, Entry] = {}
         self._accounts: dict[bytes, SenderTxs] = {}
-        self._evict_heap: list[EvictKey] = []
+        # Eviction candidates; None while the pool is far from full (see _activate_eviction).
+        self._evict_heap: list[EvictKey] | None = None
         self._seq = 0
 
     # ------------------------------------------------------------------ admission
@@ -117,7 +120,10 @@ class Mempool:
                 next_nonce = max(next_nonce, acct.base)
         if tx.nonce < next_nonce:
             raise NonceTooLow(f"next nonce {next_nonce}, tx nonce {tx.nonce}")
-        intrinsic = intrinsic_gas(tx)
+        if tx.data or tx.to is None or tx.access_list or tx.authorization_list:
+            intrinsic = intrinsic_gas(tx)
+        else:
+            intrinsic = TX_GAS  # plain transfer: skip the general computation
         if tx.gas < intrinsic:
             raise IntrinsicGasTooLow(f"gas {tx.gas}, minimum needed {intrinsic}")
         if tx.data:  # without data the floor is 21000, never above intrinsic gas
@@ -212,6 +218,7 @@ class Mempool:
                 acct = self._accounts.get(sender)
                 if acct is not None and nonce > acct.base:
                     promoted += self._advance(acct, nonce)
+            self._maybe_deactivate_eviction()
         self._notify(promoted)
 
     def reset(self) -> None:
@@ -227,6 +234,7 @@ class Mempool:
                 nonce = get_nonce(acct.sender)
                 if nonce != acct.base:
                     promoted += self._advance(acct, nonce)
+            self._maybe_deactivate_eviction()
         self._notify(promoted)
 
     def on_new_head(self) -> None:
@@ -315,23 +323,39 @@ class Mempool:
             del self._accounts[acct.sender]
             acct.evict_key = None
             return
-        tail_nonce = acct.nonces[-1]
-        tail = acct.txs[tail_nonce]
-        key = (tail.price, int(tail_nonce < acct.base + acct.pending), -tail.seq, acct.sender)
+        heap = self._evict_heap
+        if heap is None:
+            return
+        key = _evict_key(acct)
         if key != acct.evict_key:
             acct.evict_key = key
-            heap = self._evict_heap
             heappush(heap, key)
             if len(heap) > 64 + 4 * len(self._accounts):
-                self._compact_evict_heap()
+                self._activate_eviction()  # rebuild without stale keys
 
-    def _compact_evict_heap(self) -> None:
-        heap = [a.evict_key for a in self._accounts.values() if a.evict_key is not None]
+    def _activate_eviction(self) -> None:
+        """(Re)build the eviction heap from every sender's current tail: O(S).
+
+        The heap is only maintained while the pool is near its global cap: it is built the
+        first time the cap is hit and dropped again once the pool falls below 3/4 of it,
+        which keeps the common, uncongested ``add`` path free of heap upkeep.
+        """
+        heap = []
+        for acct in self._accounts.values():
+            acct.evict_key = key = _evict_key(acct)
+            heap.append(key)
         heapify(heap)
         self._evict_heap = heap
 
+    def _maybe_deactivate_eviction(self) -> None:
+        if self._evict_heap is not None and 4 * len(self._by_hash) < 3 * self.config.global_slots:
+            self._evict_heap = None
+
     def _peek_victim(self) -> EvictKey | None:
+        if self._evict_heap is None:
+            self._activate_eviction()
         heap = self._evict_heap
+        assert heap is not None
         accounts = self._accounts
         while heap:
             key = heap[0]
@@ -366,8 +390,15 @@ class Mempool:
             for nonce, entry in acct.txs.items():
                 assert entry.tx.nonce == nonce and entry.tx.sender == sender
                 assert self._by_hash.get(entry.tx.hash) is entry, "hash index out of sync"
-            tail = acct.tail()
-            key = (tail.price, int(acct.is_pending(tail.tx.nonce)), -tail.seq, sender)
-            assert acct.evict_key == key and key in self._evict_heap, "eviction key stale"
+            if self._evict_heap is not None:
+                key = _evict_key(acct)
+                assert acct.evict_key == key and key in self._evict_heap, "eviction key stale"
             total += len(acct)
         assert total == len(self._by_hash) <= self.config.global_slots, "size mismatch"
+
+
+def _evict_key(acct: SenderTxs) -> EvictKey:
+    """Eviction order of a sender's tail: cheapest first, then queued, then newest."""
+    tail_nonce = acct.nonces[-1]
+    tail = acct.txs[tail_nonce]
+    return (tail.price, int(tail_nonce < acct.base + acct.pending), -tail.seq, acct.sender)

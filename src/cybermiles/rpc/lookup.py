@@ -8,10 +8,10 @@ Rules:
   ``StateUnavailable`` escapes for a height outside the kept history window.
 * Every stored hash is canonical: the chain has BFT finality and never reorganises, so
   ``requireCanonical`` needs no extra check.
-* Stored transactions are decoded with ``decode_transaction``, which recovers the sender again
-  (~0.1 ms): callers decode only the transactions they return, and decoded ones are kept in an
-  LRU cache keyed by raw bytes and bounded in memory (``TX_CACHE_BYTES``, counting each entry
-  as its raw size plus ``TX_ENTRY_OVERHEAD`` for the decoded object).
+* Stored transactions are decoded with ``decode_transaction`` given the sender stored beside
+  them in the block body (no second signature recovery); decoded ones are kept in an LRU cache
+  keyed by raw bytes and bounded in memory (``TX_CACHE_BYTES``, counting each entry as its raw
+  size plus ``TX_ENTRY_OVERHEAD`` for the decoded object).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from typing import Any
 
 from cybermiles.chain.header import Header, header_hash
 from cybermiles.chain.receipts import Receipt
+from cybermiles.chain.store import StoredTx
 from cybermiles.chain.transactions import Transaction, decode_transaction
 from cybermiles.rpc.errors import HeaderNotFound
 from cybermiles.rpc.format import TxContext
@@ -110,13 +111,13 @@ class TxCache:
     def __len__(self) -> int:
         return len(self._items)
 
-    def decode(self, raw: bytes, chain_id: int) -> Transaction:
+    def decode(self, raw: bytes, chain_id: int, sender: bytes | None = None) -> Transaction:
         with self._lock:
             tx = self._items.get(raw)
             if tx is not None and tx.chain_id == chain_id:
                 self._items.move_to_end(raw)
                 return tx
-        tx = decode_transaction(raw, chain_id)
+        tx = decode_transaction(raw, chain_id, known_sender=sender)
         with self._lock:
             if raw not in self._items:
                 self._items[raw] = tx
@@ -130,18 +131,18 @@ class TxCache:
 _cache = TxCache(TX_CACHE_BYTES)
 
 
-def decode(node: Any, raw: bytes) -> Transaction:
-    """A stored transaction, decoded (cached)."""
-    return _cache.decode(raw, node.chain_id)
+def decode(node: Any, stored: StoredTx) -> Transaction:
+    """A stored transaction, decoded with its stored sender (cached)."""
+    return _cache.decode(stored.raw, node.chain_id, stored.sender)
 
 
-def body(node: Any, block: BlockInfo) -> list[bytes]:
-    """The raw transactions of ``block``."""
-    return [stored.raw for stored in node.chain.blocks.body(block.number) or []]
+def body(node: Any, block: BlockInfo) -> list[StoredTx]:
+    """The stored transactions (raw bytes and sender) of ``block``."""
+    return node.chain.blocks.body(block.number) or []
 
 
 def transactions(node: Any, block: BlockInfo) -> list[Transaction]:
-    return [decode(node, raw) for raw in body(node, block)]
+    return [decode(node, stored) for stored in body(node, block)]
 
 
 def receipts(node: Any, block: BlockInfo) -> list[Receipt]:
@@ -157,4 +158,4 @@ def find_transaction(node: Any, tx_hash: bytes) -> tuple[BlockInfo, int, Transac
     stored = node.chain.blocks.body(location.block_number)
     if block is None or stored is None or location.index >= len(stored):
         return None
-    return block, location.index, decode(node, stored[location.index].raw)
+    return block, location.index, decode(node, stored[location.index])

@@ -19,23 +19,24 @@ from cybermiles.rpc.lookup import BlockInfo
 
 def block(node: Any, info: BlockInfo, full: bool) -> fmt.Json:
     """A block with transaction hashes, or full transactions when ``full``."""
-    raws = lookup.body(node, info)
+    stored = lookup.body(node, info)
     txs: list[Any]
     if full:
         txs = [
-            fmt.transaction(lookup.decode(node, raw), info.tx_context(i))
-            for i, raw in enumerate(raws)
+            fmt.transaction(lookup.decode(node, item), info.tx_context(i))
+            for i, item in enumerate(stored)
         ]
     else:
-        txs = [fmt.data(keccak256(raw)) for raw in raws]
+        txs = [fmt.data(keccak256(item.raw)) for item in stored]
+    raws = [item.raw for item in stored]
     return fmt.block(info.header, info.hash, fmt.block_size(info.header, raws), txs)
 
 
 def transaction_in_block(node: Any, info: BlockInfo, index: int) -> fmt.Json | None:
-    raws = lookup.body(node, info)
-    if index >= len(raws):
+    stored = lookup.body(node, info)
+    if index >= len(stored):
         return None
-    return fmt.transaction(lookup.decode(node, raws[index]), info.tx_context(index))
+    return fmt.transaction(lookup.decode(node, stored[index]), info.tx_context(index))
 
 
 def receipt_at(info: BlockInfo, tx: Transaction, receipts: list[Receipt], index: int) -> fmt.Json:
