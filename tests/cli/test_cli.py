@@ -234,8 +234,6 @@ def test_account_import_roundtrip(tmp_path: Path) -> None:
     keystore = json.loads(files[0].read_text())
     assert keystore["address"].lower() == expected[2:].lower()
     assert "0x" + bytes(Account.decrypt(keystore, "correct horse")).hex() == KEY
-    with pytest.raises(ValueError):
-        Account.decrypt(keystore, "wrong password")
 
     listed = run("account", "list", "--home", str(home))
     assert listed.exit_code == 0

@@ -553,16 +553,26 @@ def test_reset_drops_below_nonce_and_promotes_queued() -> None:
 
 
 def test_add_catches_up_with_state_without_reset() -> None:
+    seen: list[Transaction] = []
     pool, state = new_pool()
     pool.add(make_tx(A, 0))
     t2 = make_tx(A, 2)
     pool.add(t2)
+    pool.on_added = seen.append
     state.nonces[A] = 1
     t1 = make_tx(A, 1)
     pool.add(t1)
     assert pool.pending_txs() == [t1, t2]
+    assert seen == [t1, t2]
     with pytest.raises(NonceTooLow):
         pool.add(make_tx(A, 0))
+    t5 = make_tx(A, 5)
+    pool.add(t5)
+    state.nonces[A] = 5  # the chain consumed 1..4 elsewhere; a refused add still catches up
+    with pytest.raises(NonceTooLow):
+        pool.add(make_tx(A, 4))
+    assert pool.pending_txs() == [t5]
+    assert seen == [t1, t2, t5]
     pool._check_invariants()
 
 
@@ -811,6 +821,7 @@ class PoolMachine(RuleBasedStateMachine):
         cfg = MempoolConfig(free_tx_quota=2, global_slots=7, account_slots=4)
         self.pool = Mempool(cfg, self.state)
         self.added: list[Transaction] = []
+        self.arrival: dict[bytes, int] = {}
         self.notified: list[Transaction] = []
         self.pool.on_added = self.notified.append
 
@@ -833,6 +844,7 @@ class PoolMachine(RuleBasedStateMachine):
             return
         assert self.pool.get(tx.hash) is tx
         self.added.append(tx)
+        self.arrival[tx.hash] = len(self.arrival)
         after = self._by_sender()
         replaced = before.get(sender, {}).get(nonce)
         gone = [
@@ -886,10 +898,47 @@ class PoolMachine(RuleBasedStateMachine):
             self.pool.reset()
         assert all(tx.hash not in self.pool for tx in block)
 
+    @rule(
+        gas_limit=st.sampled_from([21_000, 71_000, 250_000, 10**9]),
+        max_count=st.one_of(st.none(), st.integers(0, 6)),
+    )
+    def select_matches_reference(self, gas_limit: int, max_count: int | None) -> None:
+        """select() equals a naive "best next tx of any sender" loop."""
+        runs = {
+            s: [txs[n] for n in sorted(txs)] for s, txs in self.pool.content()["pending"].items()
+        }
+        expected: list[Transaction] = []
+        remaining = gas_limit
+        while runs and (max_count is None or len(expected) < max_count) and remaining >= 21_000:
+            sender = min(
+                runs,
+                key=lambda s: (-effective_gas_price(runs[s][0]), self.arrival[runs[s][0].hash]),
+            )
+            tx = runs[sender].pop(0)
+            if tx.gas > remaining:
+                del runs[sender]
+                continue
+            expected.append(tx)
+            remaining -= tx.gas
+            if not runs[sender]:
+                del runs[sender]
+        assert self.pool.select(gas_limit, max_count) == expected
+
     @rule(sender=st.sampled_from(SENDERS), k=st.integers(1, 3))
     def external_nonce_bump(self, sender: bytes, k: int) -> None:
         self.state.nonces[sender] = self.state.get_nonce(sender) + k
         self.pool.reset()
+
+    @rule(sender=st.sampled_from(SENDERS), k=st.integers(1, 3), offset=st.integers(-1, 3))
+    def external_nonce_bump_then_add(self, sender: bytes, k: int, offset: int) -> None:
+        """No reset: the next add (accepted or not) must catch the sender up by itself."""
+        self.state.nonces[sender] = self.state.get_nonce(sender) + k
+        self.add(sender, offset, 2 * GWEI, 1, 21_000)
+
+    @rule(sender=st.sampled_from(SENDERS), k=st.integers(1, 3))
+    def external_nonce_bump_then_pending_nonce(self, sender: bytes, k: int) -> None:
+        self.state.nonces[sender] = self.state.get_nonce(sender) + k
+        self.pool.pending_nonce(sender)
 
     @rule()
     def new_free_window(self) -> None:

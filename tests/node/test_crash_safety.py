@@ -16,7 +16,13 @@ while the load is paused:
   senders, recipients and the coinbase equal what the mined transactions imply.
 
 Transactions that were not mined when the node died may be lost (the pool is memory-only):
-the load re-sends from each sender's first un-mined nonce. Set CMT_CRASH_SEED to replay a run.
+the load re-sends from each sender's first un-mined nonce. Set CMT_CRASH_SEED to replay a run
+(CMT_CRASH_KILLS changes the number of kills, 20 by default).
+
+Each restart runs `cmt node` through the `cmt` entry point in a "warm spare" process that did
+its imports (seconds of py-evm/py_ecc) while the previous node was running: the node code path
+is the same, the test just does not wait 20 times for the imports. ``test_restart`` and
+``test_devnet`` run the `cmt` script itself.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from node_harness import (
     CHAIN_ID,
     COINBASE,
     GWEI,
+    CmtProcess,
     Processes,
     Rpc,
     RpcError,
@@ -208,6 +215,7 @@ class Verifier:
     mined: dict[int, list[str]] = field(default_factory=dict)  # number -> tx hashes
     max_head_seen: int = 0
     most_txs_in_block: int = 0
+    checked_receipts: int = 0  # receipts in ledger order already looked up one by one
     seconds: dict[str, float] = field(default_factory=dict)  # time spent per step
     _last: float = 0.0
 
@@ -216,7 +224,10 @@ class Verifier:
         self.seconds[step] = self.seconds.get(step, 0.0) + now - self._last
         self._last = now
 
-    def after_restart(self, rpc: Rpc, log_text: str) -> None:
+    def after_restart(self, rpc: Rpc, log_text: str, *, full: bool = False) -> None:
+        """All checks after a restart (the load is paused). ``full`` looks up every block and
+        every receipt one by one; otherwise old ones are covered through their blocks and by
+        samples (the whole history again at the end of the test)."""
         ledger = self.ledger
         self._last = time.perf_counter()
         # 1. the head the node opened at, and its state root, are what RPC reports
@@ -227,27 +238,17 @@ class Verifier:
         assert block0 is not None
         assert block0["hash"].startswith("0x" + hash_prefix), (block0["hash"], hash_prefix)
         assert block0["stateRoot"].startswith("0x" + root_prefix), (block0, root_prefix)
-
         head = rpc.block_number()
         assert head >= number0
         assert head >= ledger.max_block_seen, f"head {head} < block {ledger.max_block_seen} seen"
         latest = rpc.block("latest")
         assert latest is not None and hexint(latest["number"]) >= head
-
         self.lap("head")
 
-        # 2. every receipt ever reported is unchanged
-        with ledger.lock:
-            reported = sorted(ledger.receipts.items())
-        answers = rpc.batch([("eth_getTransactionReceipt", [h]) for h, _ in reported])
-        for (tx_hash, (number, block_hash)), receipt in zip(reported, answers, strict=True):
-            assert receipt is not None, f"receipt of {tx_hash} (block {number}) lost"
-            assert (hexint(receipt["blockNumber"]), receipt["blockHash"]) == (number, block_hash)
-
-        self.lap("receipts")
-
-        # 3. blocks seen before are unchanged; scan the new ones
+        # 2. blocks seen before are unchanged (all, or the newest and a sample); scan new ones
         known = sorted(self.blocks)
+        if not full and len(known) > 60:
+            known = sorted({known[-1], *self.rng.sample(known, 50)})
         fetched = rpc.batch([("eth_getBlockByNumber", [hex(n), False]) for n in known])
         for n, block in zip(known, fetched, strict=True):
             assert block is not None and block["hash"] == self.blocks[n], f"block {n} changed"
@@ -264,27 +265,49 @@ class Verifier:
             for tx_hash in block["transactions"]:
                 assert tx_hash in ledger.by_hash, f"block {n} holds unknown tx {tx_hash}"
         self.max_head_seen = max(self.max_head_seen, head)
-
         self.lap("blocks")
+
+        # 3. every receipt ever reported is still there, in the same block: all of them through
+        # their blocks' receipts; one by one (by hash) those not looked up before, and a sample
+        with ledger.lock:
+            reported = list(ledger.receipts.items())
+        by_block: dict[int, dict[str, str]] = {}
+        for tx_hash, (number, block_hash) in reported:
+            by_block.setdefault(number, {})[tx_hash] = block_hash
+        numbers = sorted(by_block)
+        answers = rpc.batch([("eth_getBlockReceipts", [hex(n)]) for n in numbers])
+        for number, receipts in zip(numbers, answers, strict=True):
+            assert receipts is not None, f"receipts of block {number} lost"
+            found = {r["transactionHash"]: r["blockHash"] for r in receipts}
+            assert all(hexint(r["blockNumber"]) == number for r in receipts)
+            for tx_hash, block_hash in by_block[number].items():
+                assert found.get(tx_hash) == block_hash, f"receipt of {tx_hash} in {number}"
+        singles = reported if full else reported[self.checked_receipts :]
+        if not full:
+            singles += self.rng.sample(reported, min(100, len(reported)))
+        answers = rpc.batch([("eth_getTransactionReceipt", [h]) for h, _ in singles])
+        for (tx_hash, (number, block_hash)), receipt in zip(singles, answers, strict=True):
+            assert receipt is not None, f"receipt of {tx_hash} (block {number}) lost"
+            assert (hexint(receipt["blockNumber"]), receipt["blockHash"]) == (number, block_hash)
+        self.checked_receipts = len(reported)
+        self.lap("receipts")
 
         # 4. the head and a few random blocks (preferably with transactions) are whole
         with_txs = [n for n, txs in self.mined.items() if txs]
         sample = {head, *self.rng.sample(with_txs, min(3, len(with_txs)))}
-        if self.mined:
-            sample.add(self.rng.choice(sorted(self.mined)))
+        sample.add(self.rng.choice(sorted(self.mined)))
         for n in sorted(sample):
             self.check_block(rpc, n)
-
         self.lap("whole blocks")
 
         # 5. nonces = transactions in blocks; balances follow from them
         mined_by_sender = [0] * len(ledger.accounts)
-        mined_txs: list[tuple[int, SentTx]] = []
-        for n, hashes in self.mined.items():
+        mined_txs: list[SentTx] = []
+        for hashes in self.mined.values():
             for tx_hash in hashes:
                 tx = ledger.by_hash[tx_hash]
                 mined_by_sender[tx.sender] += 1
-                mined_txs.append((n, tx))
+                mined_txs.append(tx)
         nonces = rpc.batch(
             [("eth_getTransactionCount", [a.address, "latest"]) for a in ledger.accounts]
         )
@@ -295,22 +318,30 @@ class Verifier:
                 f"sender {sender}: receipts were reported up to nonce "
                 f"{ledger.confirmed[sender] - 1} but the chain's nonce is {nonce}"
             )
-        for n, tx in mined_txs:
-            assert tx.nonce < mined_by_sender[tx.sender], (n, tx)  # contiguous from 0
-        self.check_balances(rpc, [tx for _, tx in mined_txs])
-
+        for tx in mined_txs:
+            assert tx.nonce < mined_by_sender[tx.sender], tx  # each sender's are 0..n-1
+        self.check_balances(rpc, mined_txs)
         self.lap("nonces+balances")
 
         # 6. re-sync the load: mined-but-unseen receipts are recorded; the rest is re-sent
-        for sender in range(len(ledger.accounts)):
-            nonce = mined_by_sender[sender]
-            missing = [ledger.tx(sender, k) for k in range(ledger.confirmed[sender], nonce)]
-            receipts = rpc.batch([("eth_getTransactionReceipt", [t.hash]) for t in missing])
-            for tx, receipt in zip(missing, receipts, strict=True):
-                assert receipt is not None, f"mined tx {tx.sender}/{tx.nonce} has no receipt"
-                ledger.record(tx, receipt)
-            if (sender, nonce) in ledger.signed:
-                assert rpc.receipt(ledger.tx(sender, nonce).hash) is None
+        missing = [
+            ledger.tx(sender, k)
+            for sender in range(len(ledger.accounts))
+            for k in range(ledger.confirmed[sender], mined_by_sender[sender])
+        ]
+        receipts = rpc.batch([("eth_getTransactionReceipt", [t.hash]) for t in missing])
+        for tx, receipt in zip(missing, receipts, strict=True):
+            assert receipt is not None, f"mined tx {tx.sender}/{tx.nonce} has no receipt"
+            ledger.record(tx, receipt)
+        unmined = [
+            ledger.signed[(sender, nonce)].hash
+            for sender, nonce in enumerate(mined_by_sender)
+            if (sender, nonce) in ledger.signed
+        ]
+        assert rpc.batch([("eth_getTransactionReceipt", [h]) for h in unmined]) == [None] * len(
+            unmined
+        )
+        for sender, nonce in enumerate(mined_by_sender):
             ledger.confirmed[sender] = ledger.next_nonce[sender] = nonce
         self.lap("resync")
 
@@ -319,18 +350,19 @@ class Verifier:
         assert block is not None, number
         assert block["hash"] == self.blocks[number]
         txs = block["transactions"]
+        by_hash = rpc.batch([("eth_getTransactionByHash", [tx["hash"]]) for tx in txs])
         raws = []
-        for index, tx in enumerate(txs):
+        for index, (tx, again) in enumerate(zip(txs, by_hash, strict=True)):
             assert tx["blockHash"] == block["hash"] and hexint(tx["blockNumber"]) == number
             assert hexint(tx["transactionIndex"]) == index
-            by_hash = rpc.call("eth_getTransactionByHash", tx["hash"])
-            assert by_hash is not None and by_hash["blockHash"] == block["hash"], tx["hash"]
+            assert again == tx, tx["hash"]
             raws.append(self.ledger.by_hash[tx["hash"]].raw)
         trie = HexaryTrie({})
         for index, raw in enumerate(raws):
             trie[rlp.encode(index)] = raw
         assert block["transactionsRoot"] == "0x" + trie.root_hash.hex(), f"block {number}"
         receipts = rpc.batch([("eth_getTransactionReceipt", [tx["hash"]]) for tx in txs])
+        assert rpc.call("eth_getBlockReceipts", hex(number)) == receipts
         cumulative = 0
         for index, (tx, receipt) in enumerate(zip(txs, receipts, strict=True)):
             assert receipt is not None, f"block {number} tx {index}: no receipt"
@@ -371,24 +403,40 @@ def test_sigkill_under_load_loses_nothing_reported(tmp_path: Path, processes: Pr
     verifier = Verifier(ledger, random.Random(SEED + 1))
     load = Load(ledger)
     started = time.monotonic()
+    spare = processes.spare()
 
-    def start_node() -> tuple[Any, Rpc, str]:
+    def restart() -> tuple[CmtProcess, Rpc, str]:
+        """Run `cmt node` on the home (in the warm spare) and prepare the next spare."""
+        nonlocal spare
         begin = time.perf_counter()
         port = free_port()
-        proc = processes.node(home, port, "--block-time", BLOCK_TIME)
+        proc, spare = spare, processes.spare()
+        proc.go(
+            "node",
+            "--home",
+            str(home),
+            "--rpc.addr",
+            "127.0.0.1",
+            "--rpc.port",
+            str(port),
+            "--block-time",
+            BLOCK_TIME,
+        )
         url = f"http://127.0.0.1:{port}"
         rpc = proc.wait_rpc(url, timeout=90)
-        verifier.seconds["startup"] = verifier.seconds.get("startup", 0) + time.perf_counter() - begin
+        verifier.seconds["startup"] = (
+            verifier.seconds.get("startup", 0) + time.perf_counter() - begin
+        )
         return proc, rpc, url
 
-    proc, rpc, url = start_node()
+    proc, rpc, url = restart()
     verifier.after_restart(rpc, proc.output())
     load.start()
     kills = 0
     try:
         while kills < KILLS:
             load.resume(url)
-            time.sleep(rng.uniform(0.3, 2.0))
+            time.sleep(rng.uniform(0.2, 1.5))
             assert load.failure is None, load.failure
             assert proc.alive(), f"node died by itself:\n{proc.tail()}"
             with contextlib.suppress(Exception):  # a lower bound for the head after the kill
@@ -400,8 +448,8 @@ def test_sigkill_under_load_loses_nothing_reported(tmp_path: Path, processes: Pr
             load.pause()
             assert load.failure is None, load.failure
 
-            proc, rpc, url = start_node()
-            verifier.after_restart(rpc, proc.output())
+            proc, rpc, url = restart()
+            verifier.after_restart(rpc, proc.output(), full=kills == KILLS)
             assert proc.alive(), f"node exited after restart #{kills}:\n{proc.tail()}"
             assert "Traceback" not in proc.output(), proc.tail()
             assert not ledger.send_errors, ledger.send_errors[:10]

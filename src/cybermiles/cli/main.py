@@ -1,20 +1,54 @@
-"""The `cmt` command line."""
+"""The `cmt` command line.
+
+Subcommands are imported only when invoked, so `cmt --help` and `cmt version` start at once
+without loading py-evm and eth_account.
+"""
 
 from __future__ import annotations
 
+import importlib
 import platform
+from typing import Any
 
 import click
 
 import cybermiles
-from cybermiles.cli.account import account_group
-from cybermiles.cli.bench import bench_group
-from cybermiles.cli.devnet import devnet_command
-from cybermiles.cli.init import init_command
-from cybermiles.cli.node_cmd import node_command
+
+# name -> (module, attribute, one-line help shown by `cmt --help`)
+LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
+    "account": ("cybermiles.cli.account", "account_group", "Manage keystore accounts."),
+    "bench": ("cybermiles.cli.bench", "bench_group", "Run performance benchmarks."),
+    "devnet": (
+        "cybermiles.cli.devnet",
+        "devnet_command",
+        "Start a local development chain with funded, unlocked accounts.",
+    ),
+    "init": ("cybermiles.cli.init", "init_command", "Create a node home (config + genesis)."),
+    "node": ("cybermiles.cli.node_cmd", "node_command", "Run a node from its home directory."),
+}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class LazyGroup(click.Group):
+    """A group whose subcommands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *LAZY_COMMANDS])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in LAZY_COMMANDS:
+            module, attribute, _ = LAZY_COMMANDS[cmd_name]
+            command: Any = getattr(importlib.import_module(module), attribute)
+            return command
+        return super().get_command(ctx, cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, help_text) for name, (_, _, help_text) in LAZY_COMMANDS.items()]
+        rows += [(name, cmd.get_short_help_str()) for name, cmd in self.commands.items()]
+        with formatter.section("Commands"):
+            formatter.write_dl(sorted(rows))
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def cli() -> None:
     """CyberMiles node: an Ethereum-compatible DPoS + BFT chain for e-commerce.
 
@@ -27,13 +61,6 @@ def cli() -> None:
 def version_command() -> None:
     """Print the version."""
     click.echo(f"cmt {cybermiles.__version__} (python {platform.python_version()})")
-
-
-cli.add_command(init_command)
-cli.add_command(node_command)
-cli.add_command(devnet_command)
-cli.add_command(account_group)
-cli.add_command(bench_group)
 
 
 def main() -> None:

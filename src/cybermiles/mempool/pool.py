@@ -30,7 +30,8 @@ pay nothing for it.
 Free quota: a free tx is admitted while ``state.free_txs_used(sender)`` plus the sender's
 free txs already pooled (excluding one being replaced) is below ``free_tx_quota``.
 
-Complexity: ``add`` O(log n) (plus O(k) for promoting k queued txs); ``select`` O(S + N log S).
+Complexity: ``add`` O(log n) (plus O(k) for promoting k queued txs);
+``select`` O(S log S + N log S) for S pending senders and N selected txs.
 All public methods hold one ``threading.Lock``; the ``on_added`` listener is called after the
 lock is released, once for every tx that enters the pending set (directly or by promotion).
 """
@@ -94,11 +95,15 @@ class Mempool:
 
     def add(self, tx: Transaction) -> None:
         """Admit ``tx`` or raise a ``MempoolError`` leaf (see the module docstring)."""
-        with self._lock:
-            promoted = self._add(tx)
-        self._notify(promoted)
+        promoted: list[Entry] = []
+        try:
+            with self._lock:
+                self._add(tx, promoted)
+        finally:  # catching up with the state may promote txs even when ``tx`` is refused
+            self._notify(promoted)
 
-    def _add(self, tx: Transaction) -> list[Entry]:
+    def _add(self, tx: Transaction, promoted: list[Entry]) -> None:
+        """Admission under the lock; appends every tx that entered the pending set."""
         cfg = self.config
         if tx.hash in self._by_hash:
             raise AlreadyKnown
@@ -114,7 +119,7 @@ class Mempool:
         next_nonce = state.get_nonce(sender)
         if acct is not None:
             if next_nonce > acct.base:  # the head moved on without a reset: catch up
-                self._advance(acct, next_nonce)
+                promoted += self._advance(acct, next_nonce)
                 acct = self._accounts.get(sender)
             if acct is not None:
                 next_nonce = max(next_nonce, acct.base)
@@ -153,18 +158,19 @@ class Mempool:
         entry = Entry(tx, self._seq, price, free)
         if acct is None:
             acct = self._accounts[sender] = SenderTxs(sender, next_nonce)
-        replaced, promoted = acct.insert(entry)
+        replaced, now_pending = acct.insert(entry)
         if replaced is not None:
             del self._by_hash[replaced.tx.hash]
         self._by_hash[tx.hash] = entry
         self._touch(acct)
-        return promoted
+        promoted += now_pending
 
     def _check_free(
         self, tx: Transaction, price: int, acct: SenderTxs | None, old: Entry | None
     ) -> None:
         cfg = self.config
-        if not is_transfer_shaped(tx) or self.state.has_code(tx.to):  # type: ignore[arg-type]
+        to = tx.to
+        if to is None or not is_transfer_shaped(tx) or self.state.has_code(to):
             raise Underpriced(
                 f"gas price {price} below minimum {cfg.min_gas_price} and not a plain transfer"
             )
