@@ -49,7 +49,8 @@ ETHER = 10**18
 
 
 def addr(i: int) -> bytes:
-    return i.to_bytes(20, "big")
+    """A test address outside the reserved range below 0x10000 (precompiles, modules)."""
+    return ((0xABCD << 128) | i).to_bytes(20, "big")
 
 
 A, B, C, D = addr(0xA), addr(0xB), addr(0xC), addr(0xD)
@@ -70,6 +71,7 @@ def make_tx(
     tx_type: int = DYNAMIC_FEE_TX_TYPE,
     raw_size: int = 110,
     authorizations: tuple[Authorization, ...] = (),
+    access_list: tuple = (),
 ) -> Transaction:
     """A decoded-looking transaction; the hash is unique per call."""
     tip = fee if tip is None else tip
@@ -88,7 +90,7 @@ def make_tx(
         to=to,
         value=value,
         data=data,
-        access_list=(),
+        access_list=access_list,
         authorization_list=authorizations,
         v=0,
         r=1,
@@ -697,8 +699,18 @@ def test_free_tx_replacement_does_not_count_the_replaced_tx() -> None:
         {"data": b"\x00"},
         {"to": None, "data": b"\x60\x00", "gas": 60_000},
         {"tx_type": SET_CODE_TX_TYPE, "gas": 50_000},
+        {"to": (4).to_bytes(20, "big")},  # a precompile: reserved range below 0x10000
+        {"access_list": ((RECIPIENT, ()),), "gas": 30_000},
     ],
-    ids=["to-contract", "with-data", "zero-byte-data", "create", "set-code"],
+    ids=[
+        "to-contract",
+        "with-data",
+        "zero-byte-data",
+        "create",
+        "set-code",
+        "precompile",
+        "access-list",
+    ],
 )
 def test_free_tx_that_is_not_a_plain_transfer_is_underpriced(kwargs: dict) -> None:
     pool, _ = new_pool(free_tx_quota=100)
@@ -822,6 +834,7 @@ class PoolMachine(RuleBasedStateMachine):
         self.pool = Mempool(cfg, self.state)
         self.added: list[Transaction] = []
         self.arrival: dict[bytes, int] = {}
+        self.clock = itertools.count()
         self.notified: list[Transaction] = []
         self.pool.on_added = self.notified.append
 
@@ -836,15 +849,22 @@ class PoolMachine(RuleBasedStateMachine):
         nonce = max(0, self.state.get_nonce(sender) + offset)
         tx = make_tx(sender, nonce, fee=fee, tip=fee // tip_part, gas=gas)
         before = self._by_sender()
+        # If the state moved on without a reset, add() first drops the sender's stale txs.
+        stale = {n for n in before.get(sender, {}) if n < self.state.get_nonce(sender)}
+        caught_up = {s: dict(txs) for s, txs in before.items()}
+        for n in stale:
+            del caught_up[sender][n]
+        caught_up = {s: txs for s, txs in caught_up.items() if txs}
         try:
             self.pool.add(tx)
         except MempoolError:
             assert tx.hash not in self.pool
-            assert self._by_sender() == before
+            assert self._by_sender() in (before, caught_up)
             return
+        before = caught_up
         assert self.pool.get(tx.hash) is tx
         self.added.append(tx)
-        self.arrival[tx.hash] = len(self.arrival)
+        self.arrival[tx.hash] = next(self.clock)
         after = self._by_sender()
         replaced = before.get(sender, {}).get(nonce)
         gone = [
@@ -874,10 +894,19 @@ class PoolMachine(RuleBasedStateMachine):
 
     @precondition(lambda self: self.added)
     @rule(data=st.data())
-    def re_add_is_already_known_or_refused(self, data: st.DataObject) -> None:
+    def re_add(self, data: st.DataObject) -> None:
+        """A pooled tx is "already known"; an evicted or dropped one may come back."""
         tx = data.draw(st.sampled_from(self.added))
-        with pytest.raises(MempoolError):
+        if tx.hash in self.pool:
+            with pytest.raises(AlreadyKnown):
+                self.pool.add(tx)
+            return
+        try:
             self.pool.add(tx)
+        except MempoolError:
+            assert tx.hash not in self.pool
+        else:
+            self.arrival[tx.hash] = next(self.clock)
 
     @rule(
         gas_limit=st.sampled_from([21_000, 100_000, 300_000, 10**9]),

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from eth.abc import AccountDatabaseAPI
+from eth.db.journal import get_next_checkpoint
 from eth.vm.forks.prague.state import PragueState
 
 from cybermiles.crypto.keccak import EMPTY_KECCAK
@@ -30,7 +31,6 @@ class WorldStateAccountDB(AccountDatabaseAPI):
         self._original: dict[tuple[bytes, int], int] = {}
         self._warm: set[Any] = set()
         self._checkpoints: dict[int, int] = {}
-        self._last_checkpoint = 0
 
     # -- roots are computed once per block by WorldState.commit_block, never per transaction.
     # py-evm's State.snapshot() pairs the root with the journal checkpoint and revert() writes it
@@ -142,12 +142,13 @@ class WorldStateAccountDB(AccountDatabaseAPI):
     def account_is_empty(self, address: bytes) -> bool:  # type: ignore[override]
         return self._account(address).is_empty
 
-    # -- journal. Checkpoint ids must be unique for the whole transaction (py-evm's transient
-    # storage journal keys on them), so they are a counter mapped to journal positions.
+    # -- journal. Checkpoint ids are keys in py-evm's transient storage journal too, whose own
+    # root checkpoint comes from py-evm's process-wide counter: take ids from that counter (as
+    # py-evm's AccountDB does) so they never collide, and map them to journal positions.
     def record(self) -> Any:
-        self._last_checkpoint += 1
-        self._checkpoints[self._last_checkpoint] = self.world.snapshot()
-        return self._last_checkpoint
+        checkpoint = get_next_checkpoint()
+        self._checkpoints[checkpoint] = self.world.snapshot()
+        return checkpoint
 
     def discard(self, checkpoint: Any) -> None:
         self.world.revert(self._checkpoints.pop(checkpoint))

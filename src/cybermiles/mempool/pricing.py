@@ -6,7 +6,8 @@
   EIP-2930 transactions both fields equal ``gas_price``. ``effective_gas_price`` is the single
   price used for the free-transaction threshold, block ordering and eviction.
 * A transaction with ``effective_gas_price < min_gas_price`` is *free*; it is admissible only
-  as a plain value transfer (has a recipient without code, no data, not EIP-7702) and within
+  as a plain value transfer (recipient ≥ 0x10000 without code, no data, no access list, not
+  EIP-7702: the block executor's rule) and within
   the sender's free quota (checked by the pool, which knows state and pool contents).
 * A replacement (same sender and nonce) must raise BOTH ``max_fee_per_gas`` and
   ``max_priority_fee_per_gas`` strictly, and each by at least ``price_bump_percent``
@@ -15,7 +16,8 @@
 
 from __future__ import annotations
 
-from cybermiles.chain.transactions import SET_CODE_TX_TYPE, Transaction
+from cybermiles.chain.transactions import Transaction
+from cybermiles.execution.fees import is_plain_transfer_shape
 
 BASE_FEE_PER_GAS = 0
 
@@ -26,9 +28,10 @@ def effective_gas_price(tx: Transaction) -> int:
 
 
 def is_transfer_shaped(tx: Transaction) -> bool:
-    """True if ``tx`` could be a plain transfer; the caller must still check the recipient
+    """True if ``tx`` could be a free plain transfer: the block executor's own rule
+    (``execution.fees.is_plain_transfer_shape``); the caller must still check the recipient
     has no code."""
-    return tx.to is not None and not tx.data and tx.type != SET_CODE_TX_TYPE
+    return is_plain_transfer_shape(tx)
 
 
 def max_cost(tx: Transaction) -> int:
