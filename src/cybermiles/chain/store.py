@@ -71,6 +71,12 @@ class BlockStore:
         raw = self._get(b"headers", be64(number))
         return None if raw is None else decode_header(raw)
 
+    def raw_headers(self, first: int, last: int) -> list[bytes | None]:
+        """Header RLPs of blocks ``first..last`` (None where missing), in one read transaction."""
+        with self.db.begin() as txn:
+            table = self.db[b"headers"]
+            return [txn.get(be64(number), db=table) for number in range(first, last + 1)]
+
     def number_of(self, block_hash: bytes) -> int | None:
         raw = self._get(b"hashes", block_hash)
         return None if raw is None else int.from_bytes(raw, "big")

@@ -114,5 +114,8 @@ class BlockProducer:
             block.hash.hex()[:16],
         )
         for listener in self.listeners:
-            listener(block)
+            try:
+                listener(block)
+            except Exception:  # a subscriber's failure must never stop block production
+                log.exception("block listener failed")
         return block

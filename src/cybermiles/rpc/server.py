@@ -8,9 +8,9 @@ Rules:
   from posting "simple" cross-origin requests that skip the CORS preflight). JSON-RPC errors
   are HTTP 200. A message of notifications only gets HTTP 200 with an empty body.
 * ``GET /`` with ``Upgrade: websocket``: a WebSocket answering the same methods, one text
-  frame per reply; replies and (later) subscription notifications share one ordered outgoing
-  queue. Messages above ``max_request_bytes`` close the socket (1009). A browser ``Origin``
-  must be allowed by ``rpc.cors`` or be the server's own host, else HTTP 403.
+  frame per reply; replies and subscription notifications (``rpc.subscriptions``) share one
+  ordered outgoing queue. Messages above ``max_request_bytes`` close the socket (1009). A
+  browser ``Origin`` must be allowed by ``rpc.cors`` or be the server's own host, else HTTP 403.
 * ``GET /`` otherwise: a small JSON health document (HTTP 503 if the block producer died).
 * CORS (``rpc.cors``: origins, or ``"*"``): allowed origins get ``Access-Control-Allow-Origin``
   on responses and preflights (``OPTIONS /``); others get no CORS headers.
@@ -29,6 +29,7 @@ import orjson
 from aiohttp import WSCloseCode, WSMsgType, hdrs, web
 
 from cybermiles.node.config import RpcConfig
+from cybermiles.rpc import subscriptions
 from cybermiles.rpc.dispatch import Dispatcher, error_response
 from cybermiles.rpc.errors import InvalidRequest
 from cybermiles.rpc.methods import build_methods
@@ -197,6 +198,14 @@ async def _ws_writer(ws: web.WebSocketResponse, outgoing: asyncio.Queue[bytes | 
             log.debug("websocket send failed: client gone")
 
 
+async def _attach_events(app: web.Application) -> None:
+    subscriptions.attach(app[NODE])  # node events -> filters and subscriptions
+
+
+async def _detach_events(app: web.Application) -> None:
+    subscriptions.detach(app[NODE])
+
+
 async def _close_sockets(app: web.Application) -> None:
     for ws in list(app[SOCKETS]):
         await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
@@ -216,7 +225,9 @@ def make_app(node: Any, config: RpcConfig | None = None) -> web.Application:
     app.router.add_post("/", _post)
     app.router.add_get("/", _get)
     app.router.add_route(hdrs.METH_OPTIONS, "/", _post)  # answered by the CORS middleware
+    app.on_startup.append(_attach_events)
     app.on_shutdown.append(_close_sockets)
+    app.on_cleanup.append(_detach_events)
     return app
 
 

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from cybermiles.rpc.methods import eth, net, web3
+from cybermiles.rpc.methods import call, eth, fees, logs, net, txpool, web3
 from cybermiles.rpc.registry import MethodTable
 
 
 def build_methods(node: Any) -> MethodTable:
     """Every method ``node`` serves."""
     table = MethodTable()
-    for module in (eth, net, web3):
+    for module in (eth, net, web3, logs, fees, txpool, call):
         table.update(module.methods)
     return table
 
