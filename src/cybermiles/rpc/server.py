@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlsplit
 from weakref import WeakSet
@@ -47,6 +48,8 @@ NODE = web.AppKey("node", Any)
 CONFIG = web.AppKey("config", RpcConfig)
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 SOCKETS = web.AppKey("sockets", WeakSet)
+WORKERS = web.AppKey("workers", ThreadPoolExecutor)
+RPC_WORKERS = 4  # threads running handlers; LMDB reads and py-evm calls are thread-safe here
 
 
 def _json(payload: Any, status: int = 200) -> web.Response:
@@ -114,7 +117,7 @@ async def _post(request: web.Request) -> web.Response:
         body = await request.read()
     except web.HTTPRequestEntityTooLarge:
         return _too_large(None, limit)
-    reply = request.app[DISPATCHER].handle_body(body, Session("http"))
+    reply = await _dispatch(request.app, body, Session("http"))
     if reply is None:
         return web.Response(status=200)
     return web.Response(body=reply, content_type="application/json")
@@ -171,11 +174,10 @@ async def _websocket(request: web.Request) -> web.StreamResponse:
     session = Session("ws", send)
     writer = asyncio.create_task(_ws_writer(ws, outgoing))
     request.app[SOCKETS].add(ws)
-    dispatcher = request.app[DISPATCHER]
     try:
         async for msg in ws:
             if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
-                reply = dispatcher.handle_body(msg.data, session)
+                reply = await _dispatch(request.app, msg.data, session)
                 if reply is not None:
                     outgoing.put_nowait(reply)
             elif msg.type == WSMsgType.ERROR:
@@ -214,6 +216,17 @@ async def _close_sockets(app: web.Application) -> None:
 # --- app and runner ---------------------------------------------------------------------------
 
 
+async def _dispatch(app: web.Application, body: bytes | str, session: Session) -> bytes | None:
+    """Run the (synchronous) handlers on the worker threads, never on the event loop, so a
+    long eth_call or eth_getLogs cannot stall other connections."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(app[WORKERS], app[DISPATCHER].handle_body, body, session)
+
+
+async def _stop_workers(app: web.Application) -> None:
+    app[WORKERS].shutdown(wait=True, cancel_futures=True)
+
+
 def make_app(node: Any, config: RpcConfig | None = None) -> web.Application:
     """The aiohttp application serving ``node`` (``config`` defaults to ``node.config.rpc``)."""
     config = config or node.config.rpc
@@ -222,12 +235,14 @@ def make_app(node: Any, config: RpcConfig | None = None) -> web.Application:
     app[CONFIG] = config
     app[DISPATCHER] = Dispatcher(node, build_methods(node), max_batch=config.max_batch)
     app[SOCKETS] = WeakSet()
+    app[WORKERS] = ThreadPoolExecutor(max_workers=RPC_WORKERS, thread_name_prefix="rpc")
     app.router.add_post("/", _post)
     app.router.add_get("/", _get)
     app.router.add_route(hdrs.METH_OPTIONS, "/", _post)  # answered by the CORS middleware
     app.on_startup.append(_attach_events)
     app.on_shutdown.append(_close_sockets)
     app.on_cleanup.append(_detach_events)
+    app.on_cleanup.append(_stop_workers)
     return app
 
 
