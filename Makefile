@@ -17,7 +17,15 @@ install: $(STAMP)
 devnet: $(STAMP)
 	$(BIN)/cmt devnet
 
-test: $(STAMP)
+# JS client tests (tests/clients): ethers from the committed lock file.
+CLIENTS_STAMP := tests/clients/node_modules/.installed
+
+$(CLIENTS_STAMP): tests/clients/package.json tests/clients/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { echo "error: npm not found; tests/clients needs Node.js 20+ and npm" >&2; exit 1; }
+	cd tests/clients && npm ci --no-audit --no-fund
+	touch $@
+
+test: $(STAMP) $(CLIENTS_STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/pytest -n 2 -q
 

@@ -1,0 +1,90 @@
+"""ethers v6 against a real `cmt devnet`: runs `node ethers_flow.mjs URL` (see that script).
+
+The JS dependencies come from `npm ci` in tests/clients (`make test` runs it).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from clients_harness import CLIENTS_DIR, Devnet, running_devnet
+
+EXPECTED_CHECKS = {
+    "chainId",
+    "deploy.status",
+    "deploy.contractAddress",
+    "transfer.status",
+    "transfer.receiptLog",
+    "balanceOf.sender",
+    "balanceOf.recipient",
+    "queryFilter.Transfer",
+    "queryFilter.topicFilter",
+    "getBlock.latest",
+    "revert.reason",
+    "revert.estimateGas",
+    "customError.parseError",
+    "customError.revert",
+    "feeData.gasPrice",
+    "maxPriorityFeePerGas",
+    "feeHistory",
+    "plain.defaultFees.status",
+    "plain.defaultFees.senderBalance",
+    "plain.defaultFees.pendingNonce",
+    "plain.eip1559.type",
+    "plain.eip1559.status",
+    "plain.eip1559.senderBalance",
+    'ws.on("block")',
+    "ws.blockNumber",
+}
+
+
+def node_binary() -> str:
+    node = shutil.which("node")
+    if node is None:
+        pytest.fail("`node` (Node.js 20+) is not on PATH: the ethers client test needs it")
+    if not (CLIENTS_DIR / "node_modules" / "ethers" / "package.json").is_file():
+        pytest.fail(
+            "ethers is not installed in tests/clients/node_modules: run "
+            "`cd tests/clients && npm ci --no-audit --no-fund` (`make test` does it)"
+        )
+    return node
+
+
+@pytest.fixture(scope="module")
+def devnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Devnet]:
+    with running_devnet(tmp_path_factory.mktemp("ethers-devnet")) as net:
+        yield net
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_ethers_v6_flow(devnet: Devnet, tmp_path: Path) -> None:
+    node = node_binary()
+    try:
+        done = subprocess.run(
+            [node, str(CLIENTS_DIR / "ethers_flow.mjs"), devnet.url],
+            cwd=CLIENTS_DIR,
+            capture_output=True,
+            text=True,
+            timeout=90,
+            start_new_session=True,
+        )
+    except subprocess.TimeoutExpired as exc:  # the script's own guard fires at 50 s
+        pytest.fail(f"ethers_flow.mjs hung: {exc.stderr}\n{devnet.tail()}")
+    report = f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}\n{devnet.tail()}"
+    assert done.returncode == 0, f"ethers_flow.mjs exited with {done.returncode}\n{report}"
+    lines = done.stdout.strip().splitlines()
+    assert lines, report
+    result = json.loads(lines[-1])
+    assert result["ok"] is True, report
+    missing = EXPECTED_CHECKS - set(result["checks"])
+    assert not missing, f"checks not run: {sorted(missing)}\n{report}"
+    assert result["token"].startswith("0x") and len(result["token"]) == 42
+    assert result["eip1559Transfer"]["type"] == 2
+    assert int(result["eip1559Transfer"]["fee"]) >= 0
+    assert result["wsBlock"] > 0
