@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import orjson
 import pytest
 from eth_account import Account
+from rpc_harness import make_node
 
 from cybermiles.chain.errors import InvalidTransaction
 from cybermiles.rpc.dispatch import Dispatcher
@@ -133,9 +135,12 @@ def test_method_set() -> None:
     } <= names
 
 
-def test_accounts_empty_without_dev() -> None:
-    node = SimpleNamespace(dev=False, dev_accounts=SimpleNamespace(keys={b"\x01" * 20: b""}))
-    assert eth.accounts(node) == []
+def test_accounts_empty_without_dev(tmp_path: Path) -> None:
+    node = make_node(tmp_path, dev=False)  # dev keys given, but not a dev node
+    try:
+        assert eth.accounts(node) == []
+    finally:
+        node.chain.close()
 
 
 def test_session_close_runs_callbacks_once() -> None:

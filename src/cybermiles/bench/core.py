@@ -37,7 +37,6 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -133,7 +132,9 @@ def bench_genesis(keys: Sequence[BenchKey], token_code: bytes) -> Genesis:
     """Genesis with ``keys`` funded in CMT and in a TestToken deployed at TOKEN_ADDRESS."""
     storage = {hex(balance_slot(k.address)): hex(TOKEN_BALANCE) for k in keys}
     storage[hex(TOTAL_SUPPLY_SLOT)] = hex(TOKEN_BALANCE * len(keys))
-    alloc: dict[str, Any] = {"0x" + k.address.hex(): {"balance": hex(ACCOUNT_BALANCE)} for k in keys}
+    alloc: dict[str, Any] = {
+        "0x" + k.address.hex(): {"balance": hex(ACCOUNT_BALANCE)} for k in keys
+    }
     alloc["0x" + TOKEN_ADDRESS.hex()] = {
         "balance": "0",
         "nonce": 1,
@@ -172,7 +173,12 @@ def sign_workload(
         if workload == "plain":
             to, value, gas, data = recipient, amount, PLAIN_GAS, b""
         else:
-            to, value, gas, data = TOKEN_ADDRESS, 0, ERC20_GAS, erc20_transfer_data(recipient, amount)
+            to, value, gas, data = (
+                TOKEN_ADDRESS,
+                0,
+                ERC20_GAS,
+                erc20_transfer_data(recipient, amount),
+            )
         out.append(
             sign_dynamic_fee_tx(
                 sender.private_key,
@@ -215,6 +221,11 @@ class WorkloadResult:
     def tps(self) -> float:
         return self.txs / self.wall if self.wall > 0 else 0.0
 
+    @property
+    def cpu_tps(self) -> float:
+        """tx/s if the process had had the CPU to itself (less sensitive to a busy machine)."""
+        return self.txs / self.cpu if self.cpu > 0 else 0.0
+
     def to_json(self) -> dict[str, Any]:
         n = max(self.txs, 1)
         return {
@@ -223,6 +234,7 @@ class WorkloadResult:
             "blocks": self.blocks,
             "wall_ms": round(self.wall * 1e3, 3),
             "cpu_ms": round(self.cpu * 1e3, 3),
+            "cpu_tps": round(self.cpu_tps, 1),
             "phases_ms": {k: round(v * 1e3, 3) for k, v in self.phases.items()},
             "us_per_tx": {k: round(v * 1e6 / n, 2) for k, v in self.phases.items()},
         }
@@ -345,7 +357,9 @@ def _check(
             if receipt.status != 1:
                 raise BenchFailure(f"{workload}: tx 0x{tx.hash.hex()} failed (receipt status 0)")
             if workload == "erc20" and len(receipt.logs) != 1:
-                raise BenchFailure(f"{workload}: tx 0x{tx.hash.hex()} emitted {len(receipt.logs)} logs")
+                raise BenchFailure(
+                    f"{workload}: tx 0x{tx.hash.hex()} emitted {len(receipt.logs)} logs"
+                )
     included = [tx.hash for block in blocks for tx in block.transactions]
     if len(included) != len(txs) or set(included) != {tx.hash for tx in txs}:
         raise BenchFailure(
@@ -392,6 +406,9 @@ def machine_info() -> dict[str, Any]:
     }
     if hasattr(os, "sched_getaffinity"):
         info["cpus_usable"] = len(os.sched_getaffinity(0))
+    if hasattr(os, "getloadavg"):
+        # Load before the run: above the CPU count, other processes compete with the bench.
+        info["loadavg_1m_before"] = round(os.getloadavg()[0], 2)
     return info
 
 
@@ -404,6 +421,7 @@ class CoreReport:
     runs: int
     results: dict[str, WorkloadResult]
     all_tps: dict[str, list[float]]
+    machine: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {f"{w}_tps": round(r.tps, 1) for w, r in self.results.items()}
@@ -411,8 +429,11 @@ class CoreReport:
             out[workload] = result.to_json()
             out[workload]["runs_tps"] = [round(x, 1) for x in self.all_tps[workload]]
         out.update(
-            txs=self.txs, block_txs=self.block_txs, runs=self.runs, accounts=ACCOUNTS,
-            machine=machine_info(),
+            txs=self.txs,
+            block_txs=self.block_txs,
+            runs=self.runs,
+            accounts=ACCOUNTS,
+            machine=self.machine,
         )
         return out
 
@@ -476,6 +497,7 @@ def run_core(
     if txs < 1 or block_txs < 1 or runs < 1:
         raise ValueError("txs, block_txs and runs must be >= 1")
     workloads = tuple(workloads)
+    machine = machine_info()
     keys = bench_keys(ACCOUNTS)
     genesis = bench_genesis(keys, load_token_code(artifact))
     gas_price = genesis.params.min_gas_price
@@ -491,28 +513,35 @@ def run_core(
                 label = f"{workload}: committing" + (f" {run + 1}/{runs}" if runs > 1 else "")
                 done.append(
                     run_workload(
-                        workload, raws, genesis, keys, block_txs,
-                        data_parent=data_parent, advance=bars.task(label, txs),
+                        workload,
+                        raws,
+                        genesis,
+                        keys,
+                        block_txs,
+                        data_parent=data_parent,
+                        advance=bars.task(label, txs),
                     )
                 )
             del raws
             median = statistics.median_low([r.tps for r in done])
             results[workload] = next(r for r in done if r.tps == median)
             all_tps[workload] = [r.tps for r in done]
-    return CoreReport(txs, block_txs, runs, results, all_tps)
+    return CoreReport(txs, block_txs, runs, results, all_tps, machine)
 
 
 def render_table(result: WorkloadResult, runs_tps: Sequence[float] = ()) -> Any:
     """A rich Table of one workload's phases (ms, µs/tx, share of the wall time)."""
     from rich.table import Table
 
-    title = f"{result.workload}: {result.tps:,.0f} committed tx/s"
-    if len(runs_tps) > 1:
-        title += f" (median of {len(runs_tps)}: " + ", ".join(f"{x:,.0f}" for x in runs_tps) + ")"
-    table = Table(
-        title=title,
-        caption=f"{result.txs:,} txs in {result.blocks} blocks of <= {result.block_txs:,}",
+    caption = (
+        f"{result.txs:,} txs in {result.blocks} blocks of <= {result.block_txs:,}; "
+        f"CPU time {result.cpu * 1e3:,.0f} ms = {result.cpu_tps:,.0f} tx/s of CPU"
     )
+    if len(runs_tps) > 1:
+        caption += f"; tx/s of the {len(runs_tps)} runs: " + ", ".join(
+            f"{x:,.0f}" for x in runs_tps
+        )
+    table = Table(title=f"{result.workload}: {result.tps:,.0f} committed tx/s", caption=caption)
     table.add_column("phase")
     table.add_column("ms", justify="right")
     table.add_column("µs/tx", justify="right")
@@ -520,7 +549,9 @@ def render_table(result: WorkloadResult, runs_tps: Sequence[float] = ()) -> Any:
     wall = result.wall or 1.0
     n = max(result.txs, 1)
     for name, seconds in result.phases.items():
-        table.add_row(name, f"{seconds * 1e3:,.1f}", f"{seconds * 1e6 / n:,.1f}", f"{seconds / wall:.0%}")
+        table.add_row(
+            name, f"{seconds * 1e3:,.1f}", f"{seconds * 1e6 / n:,.1f}", f"{seconds / wall:.0%}"
+        )
     table.add_section()
     table.add_row("total", f"{result.wall * 1e3:,.1f}", f"{result.wall * 1e6 / n:,.1f}", "100%")
     return table

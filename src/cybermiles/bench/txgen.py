@@ -60,7 +60,9 @@ def bench_keys(count: int, seed: bytes = DEFAULT_SEED) -> list[BenchKey]:
 
 
 def _access_list_rlp(access_list: AccessListInput) -> list[list[object]]:
-    return [[address, [slot.to_bytes(32, "big") for slot in slots]] for address, slots in access_list]
+    return [
+        [address, [slot.to_bytes(32, "big") for slot in slots]] for address, slots in access_list
+    ]
 
 
 def sign_dynamic_fee_tx(

@@ -95,6 +95,12 @@ def print_accounts(keys: list[tuple[bytes, bytes]], balance_cmt: int) -> None:
     help="CMT given to each dev account.",
 )
 @click.option(
+    "--allow-unlimited-contract-size",
+    is_flag=True,
+    default=False,
+    help="Lift the EIP-170 (24 KiB code) and EIP-3860 (48 KiB initcode) size limits in blocks.",
+)
+@click.option(
     "--log-level",
     default="info",
     show_default=True,
@@ -108,6 +114,7 @@ def devnet_command(
     chain_id: int,
     count: int,
     balance: int,
+    allow_unlimited_contract_size: bool,
     log_level: str,
 ) -> None:
     """Start a local development chain with funded, unlocked accounts (Ctrl-C stops it)."""
@@ -131,9 +138,16 @@ def devnet_command(
             create_home(home, genesis, config)
         config.rpc.addr, config.rpc.port = host, port
         config.mining.block_time = block_time
+        config.archive = True  # evm_revert rewinds with the reverse diffs of every block
         if "*" not in config.rpc.cors:
             config.rpc.cors.append("*")
-        node = Node(home, config, dev=True, dev_keys=dict(keys))
+        node = Node(
+            home,
+            config,
+            dev=True,
+            dev_keys=dict(keys),
+            allow_unlimited_contract_size=allow_unlimited_contract_size,
+        )
 
         def started(url: str) -> None:
             click.echo(f"Started HTTP and WebSocket JSON-RPC server at {url}/")

@@ -68,6 +68,7 @@ from cybermiles.chain.header import Header
 from cybermiles.chain.receipts import Log
 from cybermiles.chain.transactions import AccessList, floor_data_gas, intrinsic_gas
 from cybermiles.crypto.address import create_address, to_checksum
+from cybermiles.execution.code_size import UnlimitedCodeSize
 from cybermiles.execution.evm_state import ChainVMState, WorldStateAccountDB
 from cybermiles.state.account import Account
 from cybermiles.state.overlay import OverlayState
@@ -140,6 +141,7 @@ class CallEnv:
     prev_randao: bytes
     chain_id: int
     ancestor_hashes: Iterable[bytes] = ()  # parent first, at most 256 (BLOCKHASH); may be lazy
+    unlimited_code_size: bool = False  # dev chains only: no EIP-170 / EIP-3860 limits
 
     @classmethod
     def from_header(
@@ -392,6 +394,14 @@ class _CallVMState(ChainVMState):
     deadline = float("inf")
 
 
+class _UnlimitedDeadlineComputation(UnlimitedCodeSize, _DeadlineComputation):
+    """The deadline computation without contract size limits (dev chains only)."""
+
+
+class _UnlimitedCallVMState(_CallVMState):
+    computation_class = _UnlimitedDeadlineComputation
+
+
 @dataclass(slots=True)
 class _EvmCall:
     """The transaction fields py-evm's Prague executor reads, for an unsigned call."""
@@ -500,7 +510,11 @@ class Simulator:
             raise IntrinsicGasTooLow(
                 f"insufficient gas for floor data gas cost: have {gas}, want {floor}"
             )
-        if call.to is None and len(call.data) > MAX_INITCODE_SIZE:
+        if (
+            call.to is None
+            and len(call.data) > MAX_INITCODE_SIZE
+            and not self.env.unlimited_code_size
+        ):
             raise CallError(
                 f"max initcode size exceeded: code size {len(call.data)} limit {MAX_INITCODE_SIZE}"
             )
@@ -518,7 +532,8 @@ class Simulator:
             )
         account_db = _TracingAccountDB(world)
         account_db.lock_changes()
-        vm_state = _CallVMState(account_db, self.context)
+        state_class = _UnlimitedCallVMState if self.env.unlimited_code_size else _CallVMState
+        vm_state = state_class(account_db, self.context)
         vm_state.deadline = self.deadline
         evm_tx = _EvmCall(
             sender=call.sender,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,9 +25,11 @@ from cybermiles.chain.store import BlockStore, write_block
 from cybermiles.chain.transactions import Transaction
 from cybermiles.crypto.keccak import keccak256
 from cybermiles.execution.block import BlockEnv, BlockExecutor
+from cybermiles.execution.code_size import UnlimitedCodeVMState
 from cybermiles.execution.errors import TxRejected
 from cybermiles.execution.fees import free_tx_window
 from cybermiles.execution.free_quota import FreeTxCounter
+from cybermiles.node.dev import rewind_tables, unlimited_code_params
 from cybermiles.state.account import Account
 from cybermiles.state.trie import BLANK_ROOT, ordered_trie_root
 from cybermiles.state.view import StateView
@@ -38,6 +40,11 @@ def genesis_digest(genesis: Genesis) -> bytes:
     """keccak256 of the canonical JSON of the whole genesis (stored at init, checked at open)."""
     text = json.dumps(genesis.to_json(), sort_keys=True, separators=(",", ":"))
     return keccak256(text.encode())
+
+
+ANCESTOR_WINDOW = 256  # BLOCKHASH reaches the 256 most recent blocks
+
+StateEdit = Callable[[WorldState], None]  # dev mode: state changes opening a block (node.dev)
 
 
 class GenesisMismatch(ChainError):
@@ -69,6 +76,10 @@ class Blockchain:
         self.blocks = BlockStore(self.db)
         self.world = WorldState(self.db, history_blocks=None if archive else 128)
         self._write_lock = threading.Lock()
+        self.unlimited_contract_size = False  # dev mode only: no EIP-170 / EIP-3860 limits
+        # Performance only: ancestor_hashes() of the head (ANCESTOR_WINDOW hashes, newest first),
+        # extended by one hash per committed block instead of re-reading 256 headers per block.
+        self._ancestors: tuple[bytes, ...] = ()
         if self.blocks.head_number() is None:
             self._init_genesis()
         self.head: Header = self._load_head()
@@ -136,8 +147,11 @@ class Blockchain:
 
     # ------------------------------------------------------------------ building
 
-    def ancestor_hashes(self, limit: int = 256) -> tuple[bytes, ...]:
+    def ancestor_hashes(self, limit: int = ANCESTOR_WINDOW) -> tuple[bytes, ...]:
         """Hashes of the head and its ancestors, newest first (for BLOCKHASH)."""
+        cached = self._ancestors
+        if 1 <= limit <= ANCESTOR_WINDOW and cached and cached[0] == self.head_hash:
+            return cached[:limit]  # same value as the loop below (~37 ms at 256 headers)
         hashes = [self.head_hash]
         number = self.head.block_number - 1
         while number >= 0 and len(hashes) < limit:
@@ -145,6 +159,8 @@ class Blockchain:
             assert header is not None
             hashes.append(header_hash(header))
             number -= 1
+        if limit == ANCESTOR_WINDOW:
+            self._ancestors = tuple(hashes)
         return tuple(hashes)
 
     def next_timestamp(self, wanted: int) -> int:
@@ -160,8 +176,13 @@ class Blockchain:
         prev_randao: bytes = ZERO_HASH,
         extra_data: bytes = b"",
         max_txs: int | None = None,
+        state_edit: StateEdit | None = None,
     ) -> BuiltBlock:
-        """Execute ``txs`` in order on the head (skipping invalid ones) and commit the block."""
+        """Execute ``txs`` in order on the head (skipping invalid ones) and commit the block.
+
+        ``state_edit`` (dev mode only, ``node.dev``) writes to the world state at the start of
+        the block, before any transaction; the block's state root covers it.
+        """
         with self._write_lock:
             parent = self.head
             number = parent.block_number + 1
@@ -176,7 +197,14 @@ class Blockchain:
                 ancestor_hashes=self.ancestor_hashes(),
             )
             free = FreeTxCounter(self.db, free_tx_window(number, self.params))
-            executor = BlockExecutor(self.world, self.params, env, free)
+            executor = self._executor(env, free)
+            if state_edit is not None:
+                try:
+                    state_edit(self.world)
+                except BaseException:
+                    self.world.discard_block()
+                    raise
+                self.world.clear_journal()
             rejected: list[tuple[Transaction, TxRejected]] = []
             started = time.perf_counter()
             for tx in txs:
@@ -190,6 +218,17 @@ class Blockchain:
             block = self._commit(env, executor, extra_data, rejected)
             block.timings["execute"] = executed - started
             return block
+
+    def _executor(self, env: BlockEnv, free: FreeTxCounter) -> BlockExecutor:
+        if self.unlimited_contract_size:
+            return BlockExecutor(
+                self.world,
+                unlimited_code_params(self.params),
+                env,
+                free,
+                vm_state_class=UnlimitedCodeVMState,
+            )
+        return BlockExecutor(self.world, self.params, env, free)
 
     def _commit(
         self,
@@ -235,6 +274,9 @@ class Blockchain:
             self.world = WorldState(self.db, history_blocks=self.world.history_blocks)
             raise
         self.head, self.head_hash = header, block_hash
+        parents = self._ancestors
+        if parents and parents[0] == env.parent_hash:
+            self._ancestors = (block_hash, *parents[: ANCESTOR_WINDOW - 1])
         return BuiltBlock(header, block_hash, txs, receipts, rejected, timings)
 
     # ------------------------------------------------------------------ reading
@@ -250,6 +292,30 @@ class Blockchain:
         """Free transfers ``sender`` used in the window of the next block."""
         window = free_tx_window(self.head.block_number + 1, self.params)
         return FreeTxCounter(self.db, window).committed(sender)
+
+    # ------------------------------------------------------------------ dev mode
+
+    def rewind_to(self, number: int) -> None:
+        """Dev mode only: drop every block above ``number`` and restore its state.
+
+        One LMDB write transaction (``node.dev.rewind_tables``); then the in-memory tries and
+        caches are dropped and the state root is checked against the new head.
+        """
+        with self._write_lock:
+            with self.db.begin(write=True) as txn:
+                rewind_tables(
+                    txn,
+                    self.db,
+                    head=self.head.block_number,
+                    target=number,
+                    chain_id=self.chain_id,
+                    params=self.params,
+                )
+            self.world = WorldState(self.db, history_blocks=self.world.history_blocks)
+            self._ancestors = ()
+            self.head = self._load_head()
+            self.head_hash = header_hash(self.head)
+            self._check_state_root()
 
     def close(self) -> None:
         self.db.close()

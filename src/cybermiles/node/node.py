@@ -10,8 +10,10 @@ from cybermiles.chain.genesis import Genesis, load_genesis
 from cybermiles.chain.transactions import Transaction, decode_transaction
 from cybermiles.crypto.address import parse_address
 from cybermiles.mempool import Mempool, MempoolConfig
+from cybermiles.node.accounts import LocalAccounts
 from cybermiles.node.blockchain import Blockchain
 from cybermiles.node.config import DATA_DIR, GENESIS_FILE, NodeConfig, load_config
+from cybermiles.node.dev import DevTools
 from cybermiles.node.producer import BlockProducer
 
 log = logging.getLogger("cybermiles.node")
@@ -58,13 +60,22 @@ class Node:
         *,
         dev: bool = False,
         dev_keys: dict[bytes, bytes] | None = None,
+        unlocked_keys: dict[bytes, bytes] | None = None,
+        allow_unlimited_contract_size: bool = False,
     ) -> None:
+        if allow_unlimited_contract_size and not dev:
+            raise ValueError("unlimited contract size is for development chains only")
         self.home = home
         self.config = config or load_config(home)
         self.genesis = genesis or load_genesis(home / GENESIS_FILE)
         self.dev = dev
         self.dev_accounts = DevAccounts(dict(dev_keys or {}))
+        # Keys eth_sendTransaction & co. sign with: the dev keys (devnet), then --unlock ones.
+        signing_keys = dict(dev_keys or {}) if dev else {}
+        signing_keys.update(unlocked_keys or {})
+        self.accounts = LocalAccounts(signing_keys)
         self.chain = Blockchain(home / DATA_DIR, self.genesis, archive=self.config.archive)
+        self.chain.unlimited_contract_size = allow_unlimited_contract_size
         params = self.genesis.params
         self.mempool = Mempool(
             MempoolConfig(
@@ -82,6 +93,7 @@ class Node:
             block_time=self.config.mining.block_time,
             max_block_txs=self.config.mining.max_block_txs,
         )
+        self.dev_tools = DevTools(self.chain, self.mempool, self.producer) if dev else None
 
     @property
     def chain_id(self) -> int:

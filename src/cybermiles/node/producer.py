@@ -6,7 +6,14 @@
   up to the block gas limit (and ``max_block_txs``) into one block; empty blocks are produced too.
 
 The producer is the only writer of the chain. It runs in its own thread and logs one line per
-block (height, txs, gas, milliseconds).
+block (height, txs, gas, milliseconds). Other writers (the dev methods: evm_mine, hardhat_set*,
+evm_revert) hand it callables through :meth:`BlockProducer.call`, which it runs between blocks.
+
+Dev-mode controls (``node.dev``): ``set_automine(False)`` stops automining (transactions wait
+in the pool for an interval block or evm_mine; with no interval nothing is mined by itself);
+``time_offset`` (evm_increaseTime) is added to the wall clock; ``next_timestamp``
+(evm_setNextBlockTimestamp) is the timestamp of the next block, after which the offset moves so
+later blocks continue from it (Hardhat's rule).
 """
 
 from __future__ import annotations
@@ -14,13 +21,18 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any, TypeVar
 
 from cybermiles.execution.errors import NonceTooHigh
 from cybermiles.mempool import Mempool
-from cybermiles.node.blockchain import Blockchain, BuiltBlock
+from cybermiles.node.blockchain import Blockchain, BuiltBlock, StateEdit
 
 log = logging.getLogger("cybermiles.producer")
+
+T = TypeVar("T")
 
 
 class BlockProducer:
@@ -41,7 +53,10 @@ class BlockProducer:
         self.max_block_txs = max_block_txs
         self.clock = clock
         self.listeners: list[Callable[[BuiltBlock], None]] = []
-        self.time_offset = 0  # seconds added to the wall clock (evm_increaseTime later)
+        self.time_offset = 0  # seconds added to the wall clock (evm_increaseTime)
+        self.next_timestamp: int | None = None  # one-shot (evm_setNextBlockTimestamp)
+        self._automine = block_time <= 0
+        self._calls: deque[tuple[Callable[[], Any], Future[Any]]] = deque()
         self._wake = threading.Condition()
         self._stopping = False
         self._thread: threading.Thread | None = None
@@ -49,7 +64,50 @@ class BlockProducer:
 
     @property
     def automine(self) -> bool:
-        return self.block_time <= 0
+        return self._automine
+
+    def set_automine(self, enabled: bool) -> None:
+        """Dev mode: turn automine on or off (off: interval blocks or evm_mine only)."""
+        with self._wake:
+            self._automine = enabled
+            self._wake.notify_all()
+
+    def clock_time(self) -> int:
+        """The wall clock in whole seconds plus the dev time offset."""
+        return int(self.clock()) + self.time_offset
+
+    def block_timestamp(self) -> int:
+        """The timestamp the next block asks for (consumes ``next_timestamp``)."""
+        wanted = self.next_timestamp
+        if wanted is None:
+            return self.clock_time()
+        self.next_timestamp = None
+        self.time_offset = wanted - int(self.clock())
+        return wanted
+
+    def call(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` on the producer thread, between blocks, and return its result.
+
+        Its exception is re-raised here and does not stop the producer. Before ``start`` (and
+        from the producer thread itself) ``fn`` runs at once in the calling thread.
+        """
+        thread = self._thread
+        if thread is None or thread is threading.current_thread():
+            return fn()
+        future: Future[T] = Future()
+        with self._wake:
+            if self._stopping or not thread.is_alive():
+                raise RuntimeError("the block producer is not running")
+            self._calls.append((fn, future))
+            self._wake.notify_all()
+        return future.result()
+
+    def _fail_calls(self) -> None:
+        with self._wake:
+            self._stopping = True  # the thread is ending: call() must not queue any more
+            calls, self._calls = list(self._calls), deque()
+        for _, future in calls:
+            future.set_exception(RuntimeError("the block producer stopped"))
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="block-producer", daemon=True)
@@ -74,32 +132,55 @@ class BlockProducer:
                 with self._wake:
                     if self._stopping:
                         return
-                    if self.automine:
-                        if self.mempool.status()["pending"] == 0:
+                    call = self._calls.popleft() if self._calls else None
+                    if call is None:
+                        if self.automine:
+                            if self.mempool.status()["pending"] == 0:
+                                self._wake.wait(0.5)
+                                continue
+                        elif self.block_time <= 0:  # dev: automine off, no interval
                             self._wake.wait(0.5)
                             continue
-                    else:
-                        delay = next_at - self.clock()
-                        if delay > 0:
-                            self._wake.wait(delay)
-                            continue
-                        next_at += self.block_time
-                        if next_at < self.clock():
-                            next_at = self.clock() + self.block_time
+                        else:
+                            delay = next_at - self.clock()
+                            if delay > 0:
+                                self._wake.wait(delay)
+                                continue
+                            next_at += self.block_time
+                            if next_at < self.clock():
+                                next_at = self.clock() + self.block_time
+                if call is not None:
+                    fn, future = call
+                    try:
+                        future.set_result(fn())
+                    except Exception as exc:  # the caller's error, not the producer's
+                        future.set_exception(exc)
+                    continue
                 self.produce(1 if self.automine else self.max_block_txs)
         except BaseException as exc:  # the node must stop rather than run without a producer
             log.exception("block producer failed")
             self.error = exc
+        finally:
+            self._fail_calls()
 
-    def produce(self, max_txs: int) -> BuiltBlock:
-        """Build, commit and announce one block from the pool's best transactions."""
+    def produce(
+        self, max_txs: int, *, timestamp: int | None = None, state_edit: StateEdit | None = None
+    ) -> BuiltBlock:
+        """Build, commit and announce one block from the pool's best transactions.
+
+        ``timestamp`` defaults to :meth:`block_timestamp`; ``state_edit`` (dev mode) changes
+        the state at the start of the block (see ``Blockchain.build_block``).
+        """
         started = time.perf_counter()
-        candidates = self.mempool.select(self.chain.params.block_gas_limit, max_txs)
+        candidates = (
+            self.mempool.select(self.chain.params.block_gas_limit, max_txs) if max_txs else []
+        )
         block = self.chain.build_block(
             candidates,
-            timestamp=int(self.clock()) + self.time_offset,
+            timestamp=self.block_timestamp() if timestamp is None else timestamp,
             coinbase=self.coinbase,
             max_txs=max_txs,
+            state_edit=state_edit,
         )
         dropped = [tx for tx, exc in block.rejected if not isinstance(exc, NonceTooHigh)]
         self.mempool.remove_included(block.transactions + dropped)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from eth.vm.forks.prague.transactions import Authorization
@@ -121,7 +122,10 @@ def simulation(node: Any, ref: p.BlockRef) -> Iterator[tuple[StateView, CallEnv]
         header = blocks.header(view.height)
         if header is None:
             raise HeaderNotFound()
-        yield view, CallEnv.from_header(header, node.chain_id, blocks.header)
+        env = CallEnv.from_header(header, node.chain_id, blocks.header)
+        if node.chain.unlimited_contract_size:
+            env = replace(env, unlimited_code_size=True)
+        yield view, env
 
 
 def failure(result: CallResult) -> RpcError:

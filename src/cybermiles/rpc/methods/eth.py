@@ -56,9 +56,8 @@ def max_priority_fee_per_gas(node: Any) -> str:
 
 @methods.method("eth_accounts")
 def accounts(node: Any) -> list[str | None]:
-    if not node.dev:
-        return []
-    return [fmt.address(addr) for addr in node.dev_accounts.keys]
+    """The dev accounts (devnet) and --unlock'ed keystore accounts; [] on other nodes."""
+    return [fmt.address(addr) for addr in node.accounts.addresses()]
 
 
 # --- state ------------------------------------------------------------------------------------
