@@ -288,6 +288,22 @@ class Blockchain:
             head = int.from_bytes(txn.get(b"head", db=self.db[b"meta"]), "big")
             yield StateView(self.db, txn, head if number is None else number, head)
 
+    def prove(
+        self, address: bytes, slots: Iterable[int]
+    ) -> tuple[int, list[bytes], Account | None, list[tuple[int, list[bytes]]]]:
+        """EIP-1186 proofs of ``address`` and its ``slots`` in the head state.
+
+        Returns ``(head_number, account_proof, account, [(value, proof) per slot])``. The
+        account proof is against the head header's state root, the storage proofs against the
+        account's storage root. Only the head has in-memory tries; the write lock keeps the
+        producer out, so the proofs come from one committed head, between blocks.
+        """
+        with self._write_lock:
+            world = self.world
+            account, account_proof = world.prove_account(address)
+            storage = [world.prove_storage(address, slot) for slot in slots]
+            return self.head.block_number, account_proof, account, storage
+
     def free_txs_used(self, sender: bytes) -> int:
         """Free transfers ``sender`` used in the window of the next block."""
         window = free_tx_window(self.head.block_number + 1, self.params)

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import lmdb
+import rlp
 
 from cybermiles.chain.database import Database, be64
 from cybermiles.crypto.keccak import EMPTY_KECCAK, keccak256
@@ -237,6 +238,35 @@ class WorldState:
     def state_root(self) -> bytes:
         """Root of the committed state (the open block's writes are not included)."""
         return self._load_account_trie().root_hash()
+
+    def prove_account(self, address: bytes) -> tuple[Account | None, list[bytes]]:
+        """The committed account (None if absent) and its Merkle proof against
+        :meth:`state_root` (EIP-1186: RLP nodes from the root toward ``keccak(address)``).
+
+        Reads the committed account trie only, never the open block's writes; the caller makes
+        sure no block is being committed meanwhile (``Blockchain.prove`` holds the write lock).
+        """
+        trie = self._load_account_trie()
+        hashed = keccak256(address)
+        raw = trie.get(hashed)
+        return (None if raw is None else decode_account(raw)), trie.prove(hashed)
+
+    def prove_storage(self, address: bytes, slot: int) -> tuple[int, list[bytes]]:
+        """The committed value of ``slot`` and its proof against the account's storage root.
+
+        An absent account or one with an empty storage root answers ``(0, [])`` without
+        loading a storage trie (geth's shape); otherwise the storage trie is loaded into the
+        cache, as a commit touching the account would. Same locking rule as
+        :meth:`prove_account`.
+        """
+        raw = self._load_account_trie().get(keccak256(address))
+        if raw is None or decode_account(raw).storage_root == BLANK_ROOT:
+            return 0, []
+        trie = self._load_storage_trie(address)
+        hashed = keccak256(slot.to_bytes(32, "big"))
+        encoded = trie.get(hashed)
+        value = 0 if encoded is None else int.from_bytes(rlp.decode(encoded), "big")
+        return value, trie.prove(hashed)
 
     # ---------------------------------------------------------------- commit
 
