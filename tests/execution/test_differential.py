@@ -58,6 +58,7 @@ class Workload:
         self.nonces = {k.address: 0 for k in keys}
         self.contracts: list[bytes] = []
         self.tokens: list[bytes] = []
+        self.delegated: set[str] = set()
 
     def sign(self, key, **fields) -> bytes:
         fields.setdefault("chainId", CHAIN_ID)
@@ -99,9 +100,10 @@ class Workload:
         if choice <= 2 or not self.contracts:  # plain transfers, free or priced
             to = rng.choice([other.address, "0x" + rng.randbytes(20).hex(), key.address])
             value = rng.choice([0, 1, 10**18])
-            return self.sign(
-                key, to=to, value=value, gas=21_000, **self.fee_fields(free=choice == 0)
-            )
+            # a delegated EOA (EIP-7702) has code: transfers to it must pay (fee rules)
+            free = choice == 0 and to not in self.delegated
+            gas = 60_000 if to in self.delegated else 21_000
+            return self.sign(key, to=to, value=value, gas=gas, **self.fee_fields(free=free))
         probe = "0x" + rng.choice(self.contracts).hex()
         fee = self.fee_fields()
         if choice == 3:
@@ -142,6 +144,23 @@ class Workload:
                 [other.address, rng.choice([1, 10**30])],
             )  # 10**30 reverts
             return self.sign(key, to=token, value=0, gas=80_000, data=data, **fee)
+        elif choice == 11 and other.address != key.address:  # EIP-7702 sponsored delegation
+            auth = other.sign_authorization(
+                {"chainId": CHAIN_ID, "address": probe, "nonce": self.nonces[other.address]}
+            )
+            self.nonces[other.address] += 1  # a valid authorization bumps the authority's nonce
+            self.delegated.add(other.address)
+            data = call("bump(uint256)", ["uint256"], [rng.randrange(1, 9)])
+            return self.sign(
+                key,
+                to=other.address,
+                value=0,
+                gas=200_000,
+                data=data,
+                authorizationList=[auth],
+                maxFeePerGas=2 * GWEI,
+                maxPriorityFeePerGas=GWEI,
+            )
         else:  # precompile (identity) with value: goes through the EVM, not the fast path
             return self.sign(
                 key, to="0x" + "00" * 19 + "04", value=1, gas=30_000, data=b"ab", **fee
