@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import rlp
 from eth_bloom import BloomFilter
 
+from cybermiles.chain.rlp_codec import encode_bytes, encode_items, encode_list, encode_uint
+
 EMPTY_BLOOM = b"\x00" * 256
 
 
@@ -32,13 +34,19 @@ class Receipt:
 
     def encode(self) -> bytes:
         """Consensus encoding: ``rlp(...)`` for legacy, ``type || rlp(...)`` for typed."""
-        payload = rlp.encode(
-            [
-                self.status,
-                self.cumulative_gas_used,
-                self.bloom,
-                [[log.address, list(log.topics), log.data] for log in self.logs],
-            ]
+        logs = encode_items(
+            encode_list(
+                encode_bytes(log.address)
+                + encode_items(encode_bytes(topic) for topic in log.topics)
+                + encode_bytes(log.data)
+            )
+            for log in self.logs
+        )
+        payload = encode_list(
+            encode_uint(self.status)
+            + encode_uint(self.cumulative_gas_used)
+            + encode_bytes(self.bloom)
+            + logs
         )
         return payload if self.tx_type == 0 else bytes([self.tx_type]) + payload
 

@@ -14,6 +14,7 @@ import rlp
 from cybermiles.chain.database import Database, be64
 from cybermiles.chain.header import Header, decode_header, encode_header, header_hash
 from cybermiles.chain.receipts import Receipt, decode_receipt
+from cybermiles.chain.rlp_codec import encode_bytes, encode_items, encode_list
 from cybermiles.chain.transactions import Transaction
 
 
@@ -36,16 +37,18 @@ def write_block(
     db: Database,
     header: Header,
     txs: list[Transaction],
-    receipts: list[Receipt],
+    encoded_receipts: list[bytes],
 ) -> bytes:
-    """Write a block with its receipts and indexes and move the head to it; return its hash."""
+    """Write a block with its (consensus-encoded) receipts and indexes and move the head to it;
+    return its hash."""
     number = header.block_number
     key = be64(number)
     block_hash = header_hash(header)
     txn.put(key, encode_header(header), db=db[b"headers"])
     txn.put(block_hash, key, db=db[b"hashes"])
-    txn.put(key, rlp.encode([[tx.raw, tx.sender] for tx in txs]), db=db[b"bodies"])
-    txn.put(key, rlp.encode([r.encode() for r in receipts]), db=db[b"receipts"])
+    body = encode_items(encode_list(encode_bytes(tx.raw) + encode_bytes(tx.sender)) for tx in txs)
+    txn.put(key, body, db=db[b"bodies"])
+    txn.put(key, encode_items(encode_bytes(r) for r in encoded_receipts), db=db[b"receipts"])
     txindex = db[b"txindex"]
     for index, tx in enumerate(txs):
         txn.put(tx.hash, key + index.to_bytes(4, "big"), db=txindex)

@@ -400,9 +400,7 @@ def _check_chain_id(raw: bytes, item: _Item, chain_id: int) -> None:
         raise InvalidTransaction(ERR_CHAIN_ID)
 
 
-def _decode_access_list_tx(
-    raw: bytes, chain_id: int, known_sender: bytes | None
-) -> Transaction:
+def _decode_access_list_tx(raw: bytes, chain_id: int, known_sender: bytes | None) -> Transaction:
     f = _envelope(raw, 1, 11, "EIP-2930 transaction")
     nonce = _nonce(raw, f[1])
     gas_price = _uint(raw, f[2], "gas price")

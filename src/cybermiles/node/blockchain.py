@@ -246,10 +246,9 @@ class Blockchain:
                 timings["state_root"] = time.perf_counter() - started
                 executor.free.write(txn)
                 started = time.perf_counter()
+                encoded_receipts = [r.encode() for r in receipts]  # once: root and storage
                 tx_root = ordered_trie_root([tx.raw for tx in txs]) if txs else BLANK_ROOT
-                receipt_root = (
-                    ordered_trie_root([r.encode() for r in receipts]) if receipts else BLANK_ROOT
-                )
+                receipt_root = ordered_trie_root(encoded_receipts) if receipts else BLANK_ROOT
                 timings["tx_receipt_roots"] = time.perf_counter() - started
                 started = time.perf_counter()
                 header = make_header(
@@ -267,7 +266,7 @@ class Blockchain:
                     extra_data=extra_data,
                     mix_hash=env.prev_randao,
                 )
-                block_hash = write_block(txn, self.db, header, txs, receipts)
+                block_hash = write_block(txn, self.db, header, txs, encoded_receipts)
             timings["commit"] = time.perf_counter() - started  # includes the LMDB sync
         except BaseException:
             # The in-memory tries may hold half of this block: rebuild from the committed state.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,28 +16,41 @@ from cybermiles.node.blockchain import Blockchain
 from cybermiles.node.config import DATA_DIR, GENESIS_FILE, NodeConfig, load_config
 from cybermiles.node.dev import DevTools
 from cybermiles.node.producer import BlockProducer
+from cybermiles.state.account import Account
 
 log = logging.getLogger("cybermiles.node")
 
 
 class HeadStateReader:
-    """The pool's view of the head state (each read in its own LMDB read transaction)."""
+    """The pool's view of the head state (each read in its own LMDB read transaction).
+
+    Admission reads a sender's nonce and then its balance: the last account read is kept per
+    thread for the same head, so that pair costs one database read. Admission is re-checked
+    by the block executor, so a head moving between the two reads does no harm.
+    """
 
     def __init__(self, chain: Blockchain) -> None:
         self.chain = chain
+        self._last = threading.local()
+
+    def _account(self, addr: bytes) -> Account:
+        head = self.chain.head_hash
+        last = getattr(self._last, "entry", None)
+        if last is not None and last[0] == addr and last[1] == head:
+            return last[2]
+        with self.chain.state_at() as state:
+            account = state.get_account_or_empty(addr)
+        self._last.entry = (addr, head, account)
+        return account
 
     def get_nonce(self, addr: bytes) -> int:
-        with self.chain.state_at() as state:
-            return state.get_nonce(addr)
+        return self._account(addr).nonce
 
     def get_balance(self, addr: bytes) -> int:
-        with self.chain.state_at() as state:
-            return state.get_balance(addr)
+        return self._account(addr).balance
 
     def has_code(self, addr: bytes) -> bool:
-        with self.chain.state_at() as state:
-            account = state.get_account(addr)
-            return account is not None and account.has_code
+        return self._account(addr).has_code
 
     def free_txs_used(self, addr: bytes) -> int:
         return self.chain.free_txs_used(addr)

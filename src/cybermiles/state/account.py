@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import rlp
 
+from cybermiles.chain.rlp_codec import encode_bytes, encode_list, encode_uint
 from cybermiles.crypto.keccak import EMPTY_KECCAK
 from cybermiles.state.trie import BLANK_ROOT
 
@@ -33,7 +34,12 @@ EMPTY_ACCOUNT = Account()
 
 
 def encode_account(account: Account) -> bytes:
-    return rlp.encode([account.nonce, account.balance, account.storage_root, account.code_hash])
+    return encode_list(
+        encode_uint(account.nonce)
+        + encode_uint(account.balance)
+        + encode_bytes(account.storage_root)
+        + encode_bytes(account.code_hash)
+    )
 
 
 def decode_account(data: bytes) -> Account:
@@ -45,4 +51,4 @@ def decode_account(data: bytes) -> Account:
 
 def encode_storage_value(value: int) -> bytes:
     """Storage trie leaves hold ``rlp(value)`` with the value's minimal big-endian bytes."""
-    return rlp.encode(value)
+    return encode_uint(value)

@@ -34,6 +34,12 @@ from collections.abc import Iterable, Iterator, Sequence
 import rlp
 from sha3 import keccak_256
 
+from cybermiles.chain.rlp_codec import LIST_PREFIX as _LIST_PREFIX
+from cybermiles.chain.rlp_codec import STR_PREFIX as _STR_PREFIX
+from cybermiles.chain.rlp_codec import encode_bytes as _enc_str
+from cybermiles.chain.rlp_codec import encode_list as _enc_list
+from cybermiles.chain.rlp_codec import index_keys
+
 __all__ = ["BLANK_ROOT", "Trie", "ordered_trie_root", "verify_proof"]
 
 BLANK_ROOT: bytes = keccak_256(b"\x80").digest()
@@ -42,32 +48,10 @@ assert BLANK_ROOT.hex() == "56e81f171bcc55a6ff8345e692c0f86e5b48e01b996cadc00162
 _HEX = "0123456789abcdef"
 _NIB: dict[str, int] = {c: i for i, c in enumerate(_HEX)}
 _EMPTY = b"\x80"  # rlp(b""): an empty branch slot or an empty branch value
-_STR_PREFIX = [bytes((0x80 + i,)) for i in range(56)]
-_LIST_PREFIX = [bytes((0xC0 + i,)) for i in range(56)]
 _BYTE = [bytes((i,)) for i in range(256)]
 
 
 # --------------------------------------------------------------------------- RLP helpers
-
-
-def _enc_str(b: bytes) -> bytes:
-    """RLP-encode a byte string."""
-    n = len(b)
-    if n == 1 and b[0] < 0x80:
-        return b
-    if n < 56:
-        return _STR_PREFIX[n] + b
-    ln = n.to_bytes((n.bit_length() + 7) >> 3, "big")
-    return bytes((0xB7 + len(ln),)) + ln + b
-
-
-def _enc_list(payload: bytes) -> bytes:
-    """RLP-encode a list given the concatenation of its already-encoded items."""
-    n = len(payload)
-    if n < 56:
-        return _LIST_PREFIX[n] + payload
-    ln = n.to_bytes((n.bit_length() + 7) >> 3, "big")
-    return bytes((0xF7 + len(ln),)) + ln + payload
 
 
 def _hp(path: str, leaf: bool) -> bytes:
@@ -547,4 +531,4 @@ def verify_proof(root: bytes, key: bytes, proof: list[bytes]) -> bytes | None:
 
 def ordered_trie_root(values: Sequence[bytes]) -> bytes:
     """Root of the trie mapping ``rlp.encode(i)`` to ``values[i]`` (transactions, receipts...)."""
-    return Trie.from_items((rlp.encode(i), v) for i, v in enumerate(values)).root_hash()
+    return Trie.from_items(zip(index_keys(len(values)), values, strict=True)).root_hash()
