@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from eth.vm.execution_context import ExecutionContext
 from eth.vm.forks.london.transactions import DynamicFeeTransaction
 from eth.vm.forks.prague import PragueVM
 from eth.vm.forks.prague.constants import (
@@ -37,7 +36,7 @@ from cybermiles.chain.transactions import (
 )
 from cybermiles.crypto.keccak import EMPTY_KECCAK, keccak256
 from cybermiles.execution.errors import NonceTooHigh, TxRejected
-from cybermiles.execution.evm_state import ChainVMState, WorldStateAccountDB
+from cybermiles.execution.evm_state import ChainVMState, WorldStateAccountDB, execution_context
 from cybermiles.execution.fees import (
     TX_GAS,
     effective_gas_price,
@@ -118,18 +117,7 @@ class BlockExecutor:
         self._account_db = WorldStateAccountDB(world)
         self._vm_state = vm_state_class(
             self._account_db,
-            ExecutionContext(
-                coinbase=env.coinbase,
-                timestamp=env.timestamp,
-                block_number=env.number,
-                difficulty=0,
-                mix_hash=env.prev_randao,
-                gas_limit=env.gas_limit,
-                prev_hashes=env.ancestor_hashes,
-                chain_id=env.chain_id,
-                base_fee_per_gas=0,
-                excess_blob_gas=0,
-            ),
+            execution_context(env),
         )
         self._store_parent_hash()
 

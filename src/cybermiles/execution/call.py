@@ -54,7 +54,6 @@ from eth.exceptions import (
     VMError,
     WriteProtection,
 )
-from eth.vm.execution_context import ExecutionContext
 from eth.vm.forks.berlin.transactions import calculate_txn_intrinsic_gas_berlin
 from eth.vm.forks.prague import PragueVM
 from eth.vm.forks.prague.computation import PragueComputation
@@ -69,7 +68,7 @@ from cybermiles.chain.receipts import Log
 from cybermiles.chain.transactions import AccessList, floor_data_gas, intrinsic_gas
 from cybermiles.crypto.address import create_address, to_checksum
 from cybermiles.execution.code_size import UnlimitedCodeSize
-from cybermiles.execution.evm_state import ChainVMState, WorldStateAccountDB
+from cybermiles.execution.evm_state import ChainVMState, WorldStateAccountDB, execution_context
 from cybermiles.state.account import Account
 from cybermiles.state.overlay import OverlayState
 from cybermiles.state.view import StateView
@@ -457,18 +456,7 @@ class Simulator:
         self.base = OverlayState(view)
         if overrides:
             apply_overrides(self.base, overrides)
-        self.context = ExecutionContext(
-            coinbase=env.coinbase,
-            timestamp=env.timestamp,
-            block_number=env.number,
-            difficulty=0,
-            mix_hash=env.prev_randao,
-            gas_limit=env.gas_limit,
-            prev_hashes=env.ancestor_hashes,
-            chain_id=env.chain_id,
-            base_fee_per_gas=0,
-            excess_blob_gas=0,
-        )
+        self.context = execution_context(env)
 
     def account(self, address: bytes) -> Account:
         return self.base.get_account_or_empty(address)

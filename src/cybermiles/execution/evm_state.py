@@ -10,10 +10,12 @@ revert with their call frame.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, Protocol
 
 from eth.abc import AccountDatabaseAPI
 from eth.db.journal import get_next_checkpoint
+from eth.vm.execution_context import ExecutionContext
 from eth.vm.forks.prague.state import PragueState
 
 from cybermiles.crypto.keccak import EMPTY_KECCAK
@@ -172,3 +174,31 @@ class ChainVMState(PragueState):
         self._db = None
         self.execution_context = execution_context
         self._account_db = account_db
+
+
+class BlockContext(Protocol):
+    """The block fields the EVM reads (``BlockEnv`` for blocks, ``CallEnv`` for calls)."""
+
+    number: int
+    timestamp: int
+    coinbase: bytes
+    gas_limit: int
+    prev_randao: bytes
+    chain_id: int
+    ancestor_hashes: Iterable[bytes]
+
+
+def execution_context(env: BlockContext) -> ExecutionContext:
+    """py-evm's execution context for ``env``: post-merge, base fee 0, no blobs."""
+    return ExecutionContext(
+        coinbase=env.coinbase,
+        timestamp=env.timestamp,
+        block_number=env.number,
+        difficulty=0,
+        mix_hash=env.prev_randao,
+        gas_limit=env.gas_limit,
+        prev_hashes=env.ancestor_hashes,
+        chain_id=env.chain_id,
+        base_fee_per_gas=0,
+        excess_blob_gas=0,
+    )
