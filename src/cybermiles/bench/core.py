@@ -11,7 +11,8 @@ For each workload N transactions are pre-signed (not timed): sender ``k % 1000``
 ``k // 1000``. Then, on a fresh chain in a temporary data directory, the timed part:
 
 1. ``decode_recover``: ``decode_transaction`` of every raw transaction (RLP + signature checks
-   + sender recovery);
+   + sender recovery), on ``decode_threads`` threads as the node's RPC workers do (the
+   secp256k1 recovery releases the GIL, so it overlaps across cores);
 2. ``admission``: ``Mempool.add`` of every transaction (reads nonce/balance from the head state);
 3. blocks, until the pool is empty: ``select`` (``Mempool.select(gas_limit, B)``),
    ``Blockchain.build_block`` split into its own ``execute`` / ``state_root`` /
@@ -37,6 +38,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +55,7 @@ from .txgen import BenchKey, bench_keys, erc20_transfer_data, sign_dynamic_fee_t
 WORKLOADS = ("plain", "erc20")
 DEFAULT_TXS = 20_000
 DEFAULT_BLOCK_TXS = 5_000
+DEFAULT_DECODE_THREADS = 2  # the node decodes on its RPC worker threads
 ACCOUNTS = 1_000
 
 CHAIN_ID = 18
@@ -258,6 +261,20 @@ def _mempool(chain: Blockchain, count: int, n_keys: int) -> Mempool:
     )
 
 
+def _decode_chunk(raws: Sequence[bytes]) -> list[Transaction]:
+    return [decode_transaction(raw, CHAIN_ID) for raw in raws]
+
+
+def decode_all(raws: Sequence[bytes], threads: int) -> list[Transaction]:
+    """Decode ``raws`` in order, split over ``threads`` threads."""
+    if threads <= 1:
+        return _decode_chunk(raws)
+    size = max(1, -(-len(raws) // (threads * 4)))
+    parts = [raws[i : i + size] for i in range(0, len(raws), size)]
+    with ThreadPoolExecutor(threads, thread_name_prefix="decode") as pool:
+        return [tx for part in pool.map(_decode_chunk, parts) for tx in part]
+
+
 def run_workload(
     workload: str,
     raws: Sequence[bytes],
@@ -267,6 +284,7 @@ def run_workload(
     *,
     data_parent: str | Path | None = None,
     advance: Advance | None = None,
+    decode_threads: int = DEFAULT_DECODE_THREADS,
 ) -> WorkloadResult:
     """Decode, admit and commit ``raws`` on a fresh chain; check the outcome; return timings."""
     if block_txs < 1:
@@ -284,7 +302,7 @@ def run_workload(
             cpu_start = cpu_clock()
 
             t0 = clock()
-            txs = [decode_transaction(raw, CHAIN_ID) for raw in raws]
+            txs = decode_all(raws, decode_threads)
             t1 = clock()
             phases["decode_recover"] = t1 - t0
 
@@ -492,6 +510,7 @@ def run_core(
     artifact: str | Path | None = None,
     data_parent: str | Path | None = None,
     progress: bool = False,
+    decode_threads: int = DEFAULT_DECODE_THREADS,
 ) -> CoreReport:
     """Run the core benchmark (see the module docstring); raise BenchFailure on wrong results."""
     if txs < 1 or block_txs < 1 or runs < 1:
@@ -520,6 +539,7 @@ def run_core(
                         block_txs,
                         data_parent=data_parent,
                         advance=bars.task(label, txs),
+                        decode_threads=decode_threads,
                     )
                 )
             del raws

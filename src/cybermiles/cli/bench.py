@@ -9,6 +9,7 @@ import click
 
 from cybermiles.bench.core import (
     DEFAULT_BLOCK_TXS,
+    DEFAULT_DECODE_THREADS,
     DEFAULT_TXS,
     BenchFailure,
     render_table,
@@ -66,6 +67,13 @@ def bench_group() -> None:
     help="Where to create the temporary chains (default: the system temp dir); "
     "the disk matters, each block ends with an fsync.",
 )
+@click.option(
+    "--decode-threads",
+    type=click.IntRange(min=1),
+    default=DEFAULT_DECODE_THREADS,
+    show_default=True,
+    help="Threads decoding and recovering senders (the node uses its RPC worker threads).",
+)
 @click.option("--no-progress", is_flag=True, help="No progress bars (they go to stderr).")
 def core_command(
     txs: int,
@@ -74,6 +82,7 @@ def core_command(
     as_json: bool,
     artifact: Path | None,
     data_parent: Path | None,
+    decode_threads: int,
     no_progress: bool,
 ) -> None:
     """Committed transactions per second of the node core, in process (no RPC, no network).
@@ -85,6 +94,7 @@ def core_command(
 
     \b
       decode_recover    decode_transaction of every tx (RLP, signature, sender recovery)
+                        on DECODE_THREADS threads
       admission         Mempool.add of every tx
       select            Mempool.select(gas_limit, BLOCK_TXS) for each block
       execute           applying the block's txs (fast path / py-evm)
@@ -110,11 +120,118 @@ def core_command(
             artifact=artifact,
             data_parent=data_parent,
             progress=not no_progress,
+            decode_threads=decode_threads,
         )
     except BenchFailure as exc:
         raise click.ClickException(f"benchmark failed: {exc}") from exc
     console = Console()
     for workload, result in report.results.items():
         console.print(render_table(result, report.all_tps[workload]))
+    if as_json:
+        click.echo(json.dumps(report.to_json(), separators=(",", ":")))
+
+
+@bench_group.command("rpc")
+@click.option(
+    "--txs",
+    type=click.IntRange(min=1),
+    default=5_000,
+    show_default=True,
+    help="Transactions per workload.",
+)
+@click.option(
+    "--clients",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    help="Concurrent asyncio clients (disjoint senders).",
+)
+@click.option(
+    "--batch",
+    type=click.IntRange(1, 1000),
+    default=100,
+    show_default=True,
+    help="eth_sendRawTransaction calls per JSON-RPC batch.",
+)
+@click.option(
+    "--block-time",
+    type=click.FloatRange(min=0),
+    default=0.25,
+    show_default=True,
+    help="The node's interval mining period, seconds. 0 = automine (one block per "
+    "transaction): not the throughput mode.",
+)
+@click.option(
+    "--runs",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Timed runs per workload (fresh node each); the median tx/s run is reported.",
+)
+@click.option(
+    "--vs-hardhat",
+    is_flag=True,
+    help="Also run the ERC20 load against a Hardhat 2 node (benchmarks/hardhat; "
+    "needs Node.js and npm; `npm ci` on first use).",
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Also print the results as one JSON object on the last line of stdout.",
+)
+@click.option(
+    "--artifact",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="TestToken build artifact (default: the checkout's).",
+)
+@click.option("--no-progress", is_flag=True, help="No progress bars or status lines (stderr).")
+def rpc_command(
+    txs: int,
+    clients: int,
+    batch: int,
+    block_time: float,
+    runs: int,
+    vs_hardhat: bool,
+    as_json: bool,
+    artifact: Path | None,
+    no_progress: bool,
+) -> None:
+    """Committed tx/s end to end: a real `cmt node` process fed over JSON-RPC.
+
+    For each workload (plain CMT transfers, then ERC20 transfer() calls; the transactions of
+    `cmt bench core`), a fresh node on the bench genesis runs with interval mining
+    (--block-time; every block packs what the pool holds). TXS transactions are pre-signed
+    (not timed); CLIENTS asyncio clients send disjoint shares as JSON-RPC batches of BATCH
+    eth_sendRawTransaction; a WebSocket newHeads listener stamps each block. Committed tx/s =
+    TXS / (last tx's block announced - first batch sent); latency = block announced - batch
+    sent (p50/p95). Every receipt must have status 1, else the command fails.
+
+    Automine (--block-time 0) mines one block per transaction: use it to compare latency, not
+    throughput. --vs-hardhat runs the same ERC20 transactions against `hardhat node`
+    (automine), one request at a time per sender, and reports the ratio.
+    """
+    from rich.console import Console
+
+    from cybermiles.bench.rpc import render_table as render_rpc_table
+    from cybermiles.bench.rpc import run_rpc
+
+    status = Console(stderr=True)
+    try:
+        report = run_rpc(
+            txs,
+            clients,
+            batch,
+            block_time,
+            runs=runs,
+            vs_hardhat=vs_hardhat,
+            artifact=artifact,
+            progress=not no_progress,
+            log=None if no_progress else lambda msg: status.print(f"[dim]{msg}[/dim]"),
+        )
+    except BenchFailure as exc:
+        raise click.ClickException(f"benchmark failed: {exc}") from exc
+    Console().print(render_rpc_table(report))
     if as_json:
         click.echo(json.dumps(report.to_json(), separators=(",", ":")))
