@@ -136,9 +136,40 @@ def decode(node: Any, stored: StoredTx) -> Transaction:
     return _cache.decode(stored.raw, node.chain_id, stored.sender)
 
 
+class BlockDataCache:
+    """The last few blocks' decoded bodies or receipts, keyed by block hash (immutable data).
+
+    One receipt or transaction lookup needs its block's whole list (receipts carry cumulative
+    gas); without this, polling receipts of a 5,000-transaction block one by one would decode
+    the block's list once per poll.
+    """
+
+    def __init__(self, size: int = 16) -> None:
+        self.size = size
+        self._items: OrderedDict[bytes, list[Any]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, block_hash: bytes, load: Any) -> list[Any]:
+        with self._lock:
+            found = self._items.get(block_hash)
+            if found is not None:
+                self._items.move_to_end(block_hash)
+                return found
+        value = load()
+        with self._lock:
+            self._items[block_hash] = value
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return value
+
+
+_bodies = BlockDataCache()
+_receipts = BlockDataCache()
+
+
 def body(node: Any, block: BlockInfo) -> list[StoredTx]:
     """The stored transactions (raw bytes and sender) of ``block``."""
-    return node.chain.blocks.body(block.number) or []
+    return _bodies.get(block.hash, lambda: node.chain.blocks.body(block.number) or [])
 
 
 def transactions(node: Any, block: BlockInfo) -> list[Transaction]:
@@ -146,7 +177,7 @@ def transactions(node: Any, block: BlockInfo) -> list[Transaction]:
 
 
 def receipts(node: Any, block: BlockInfo) -> list[Receipt]:
-    return node.chain.blocks.receipts(block.number) or []
+    return _receipts.get(block.hash, lambda: node.chain.blocks.receipts(block.number) or [])
 
 
 def find_transaction(node: Any, tx_hash: bytes) -> tuple[BlockInfo, int, Transaction] | None:
@@ -155,7 +186,9 @@ def find_transaction(node: Any, tx_hash: bytes) -> tuple[BlockInfo, int, Transac
     if location is None:
         return None
     block = block_at(node, location.block_number)
-    stored = node.chain.blocks.body(location.block_number)
-    if block is None or stored is None or location.index >= len(stored):
+    if block is None:
+        return None
+    stored = body(node, block)
+    if location.index >= len(stored):
         return None
     return block, location.index, decode(node, stored[location.index])
