@@ -68,7 +68,12 @@ from cybermiles.chain.receipts import Log
 from cybermiles.chain.transactions import AccessList, floor_data_gas, intrinsic_gas
 from cybermiles.crypto.address import create_address, to_checksum
 from cybermiles.execution.code_size import UnlimitedCodeSize
-from cybermiles.execution.evm_state import ChainVMState, WorldStateAccountDB, execution_context
+from cybermiles.execution.evm_state import (
+    ChainComputation,
+    ChainVMState,
+    WorldStateAccountDB,
+    execution_context,
+)
 from cybermiles.state.account import Account
 from cybermiles.state.overlay import OverlayState
 from cybermiles.state.view import StateView
@@ -378,7 +383,7 @@ class _DeadlineJump:
         return self.inner(computation=computation)
 
 
-class _DeadlineComputation(PragueComputation):
+class _DeadlineComputation(ChainComputation):
     """Prague computation whose frames stop at their next jump once the deadline passed."""
 
     opcodes: ClassVar[dict[int, Any]] = {

@@ -11,9 +11,8 @@ from typing import Any
 
 from eth.exceptions import ReservedBytesInCode
 from eth.vm.forks.london.constants import EIP3541_RESERVED_STARTING_BYTE
-from eth.vm.forks.prague.computation import PragueComputation
 
-from cybermiles.execution.evm_state import ChainVMState
+from cybermiles.execution.evm_state import ChainComputation, ChainVMState
 
 
 class UnlimitedCodeSize:
@@ -29,7 +28,7 @@ class UnlimitedCodeSize:
             raise ReservedBytesInCode("Contract code begins with EIP3541 reserved byte '0xEF'.")
 
 
-class UnlimitedCodeComputation(UnlimitedCodeSize, PragueComputation):
+class UnlimitedCodeComputation(UnlimitedCodeSize, ChainComputation):
     """Prague without the contract size limits."""
 
 

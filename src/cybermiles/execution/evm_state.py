@@ -11,11 +11,13 @@ revert with their call frame.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from eth.abc import AccountDatabaseAPI
 from eth.db.journal import get_next_checkpoint
+from eth.vm.code_stream import CodeStream
 from eth.vm.execution_context import ExecutionContext
+from eth.vm.forks.prague.computation import PragueComputation
 from eth.vm.forks.prague.state import PragueState
 
 from cybermiles.crypto.keccak import EMPTY_KECCAK
@@ -167,8 +169,39 @@ class WorldStateAccountDB(AccountDatabaseAPI):
         self.world.clear_journal()
 
 
+class SharedJumpdestCodeStream(CodeStream):
+    """py-evm's CodeStream whose JUMPDEST analysis (the positions found valid or invalid) is
+    shared by every execution of the same code, instead of redone for each call frame.
+
+    The analysis is a pure function of the code bytes, so sharing it cannot change results;
+    at most ``MAX_SHARED_CODES`` codes are remembered (then the table starts over).
+    """
+
+    MAX_SHARED_CODES: ClassVar[int] = 4096
+    _analyses: ClassVar[dict[bytes, tuple[set[int], set[int]]]] = {}
+
+    def __init__(self, code_bytes: bytes) -> None:
+        super().__init__(code_bytes)
+        shared = self._analyses.get(code_bytes)
+        if shared is None:
+            if len(self._analyses) >= self.MAX_SHARED_CODES:
+                self._analyses.clear()
+            shared = self._analyses[code_bytes] = (set(), set())
+        self.valid_positions, self.invalid_positions = shared
+
+
+class ChainComputation(PragueComputation):
+    """Prague computation with the shared JUMPDEST analysis (performance only)."""
+
+    def __init__(self, state: Any, message: Any, transaction_context: Any) -> None:
+        super().__init__(state, message, transaction_context)
+        self.code = SharedJumpdestCodeStream(message.code)
+
+
 class ChainVMState(PragueState):
     """py-evm's Prague state over our world state (no py-evm database, no system contracts)."""
+
+    computation_class = ChainComputation
 
     def __init__(self, account_db: WorldStateAccountDB, execution_context: Any) -> None:
         self._db = None
