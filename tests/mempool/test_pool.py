@@ -544,7 +544,7 @@ def test_reset_drops_below_nonce_and_promotes_queued() -> None:
     pool.add(t3)
     pool.on_added = seen.append
     state.nonces[A] = 2  # nonces 0 and 1 consumed elsewhere
-    pool.on_new_head()
+    pool.reset()
     assert pool.status() == {"pending": 2, "queued": 0}
     assert pool.pending_txs() == [t2, t3]
     assert seen == [t2, t3]

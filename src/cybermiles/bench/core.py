@@ -18,7 +18,7 @@ For each workload N transactions are pre-signed (not timed): sender ``k % 1000``
    ``Blockchain.build_block`` split into its own ``execute`` / ``state_root`` /
    ``tx_receipt_roots`` / ``commit`` (header, body, receipts, indexes, LMDB commit + fsync)
    timings plus ``block_other`` (the rest of ``build_block``), and ``pool_update``
-   (``remove_included`` + ``on_new_head``).
+   (``node.producer.update_pool``, as the block producer does).
 
 Committed tx/s = N / (wall time of 1 + 2 + 3). After the clock stops every result is checked
 and any discrepancy raises :class:`BenchFailure`: every transaction included exactly once,
@@ -37,7 +37,7 @@ import random
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,7 +49,9 @@ from cybermiles.crypto.keccak import keccak256
 from cybermiles.mempool import Mempool, MempoolConfig, MempoolError
 from cybermiles.node.blockchain import Blockchain, BuiltBlock
 from cybermiles.node.node import HeadStateReader
+from cybermiles.node.producer import update_pool
 
+from .progress import Advance, ProgressBars
 from .txgen import BenchKey, bench_keys, erc20_transfer_data, sign_dynamic_fee_tx
 
 WORKLOADS = ("plain", "erc20")
@@ -85,8 +87,6 @@ PHASES = (
     "pool_update",
 )
 BLOCK_TIMINGS = ("execute", "state_root", "tx_receipt_roots", "commit")
-
-Advance = Callable[[int], None]
 
 
 class BenchFailure(RuntimeError):
@@ -327,8 +327,7 @@ def run_workload(
                     selected, timestamp=timestamp, coinbase=COINBASE, max_txs=block_txs
                 )
                 b2 = clock()
-                pool.remove_included(block.transactions)
-                pool.on_new_head()
+                update_pool(pool, block)
                 b3 = clock()
                 timings = block.timings
                 inside = 0.0
@@ -456,51 +455,6 @@ class CoreReport:
         return out
 
 
-class _Progress:
-    """Optional rich progress bars on stderr (transient), or nothing."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self._progress: Any = None
-
-    def __enter__(self) -> _Progress:
-        if self.enabled:
-            from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-            )
-
-            self._progress = Progress(
-                TextColumn("{task.description:<24}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=Console(stderr=True),
-                transient=True,
-            )
-            self._progress.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._progress is not None:
-            self._progress.__exit__(*exc)
-
-    def task(self, description: str, total: int) -> Advance | None:
-        if self._progress is None:
-            return None
-        task_id = self._progress.add_task(description, total=total)
-        progress = self._progress
-
-        def advance(n: int) -> None:
-            progress.advance(task_id, n)
-
-        return advance
-
-
 def run_core(
     txs: int = DEFAULT_TXS,
     block_txs: int = DEFAULT_BLOCK_TXS,
@@ -522,7 +476,7 @@ def run_core(
     gas_price = genesis.params.min_gas_price
     results: dict[str, WorkloadResult] = {}
     all_tps: dict[str, list[float]] = {}
-    with _Progress(progress) as bars:
+    with ProgressBars(progress) as bars:
         for workload in workloads:
             raws = sign_workload(
                 workload, keys, txs, gas_price, bars.task(f"{workload}: signing", txs)

@@ -55,6 +55,7 @@ from .core import (
     machine_info,
     sign_workload,
 )
+from .progress import ProgressBars
 from .txgen import BenchKey, bench_keys
 
 DEFAULT_TXS = 5_000
@@ -67,7 +68,6 @@ STARTUP_TIMEOUT = 90.0
 JSON_HEADERS = {"Content-Type": "application/json"}
 
 Log = Callable[[str], None]
-Advance = Callable[[int], None]
 
 
 # --------------------------------------------------------------------------- results
@@ -585,39 +585,6 @@ async def load_cmt(
 # --------------------------------------------------------------------------- driver
 
 
-class Bars:
-    """Optional transient rich progress bars on stderr."""
-
-    def __init__(self, enabled: bool) -> None:
-        self._progress: Any = None
-        if enabled:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-            self._progress = Progress(
-                TextColumn("{task.description:<24}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                console=Console(stderr=True),
-                transient=True,
-            )
-
-    def __enter__(self) -> Bars:
-        if self._progress is not None:
-            self._progress.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._progress is not None:
-            self._progress.__exit__(*exc)
-
-    def task(self, description: str, total: int) -> Advance | None:
-        if self._progress is None:
-            return None
-        progress, task_id = self._progress, self._progress.add_task(description, total=total)
-        return lambda n: progress.advance(task_id, n)
-
-
 def run_cmt_workload(
     workload: str,
     raws: Sequence[bytes],
@@ -663,7 +630,7 @@ def run_rpc(
     results: dict[str, LoadResult] = {}
     all_tps: dict[str, list[float]] = {}
     hardhat_result: LoadResult | None = None
-    with Bars(progress) as bars:
+    with ProgressBars(progress) as bars:
         for workload in workloads:
             raws = sign_workload(
                 workload, keys, txs, gas_price, bars.task(f"{workload}: signing", txs)

@@ -16,6 +16,31 @@ from cybermiles.bench.core import (
     run_core,
 )
 
+# Options both benchmarks take.
+runs_option = click.option(
+    "--runs",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Timed runs per workload, each on a fresh chain with the same pre-signed txs; the "
+    "run with the median tx/s is reported.",
+)
+json_option = click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Also print the results as one JSON object on the last line of stdout.",
+)
+artifact_option = click.option(
+    "--artifact",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="TestToken build artifact (default: contracts/build/TestToken.json of the checkout).",
+)
+no_progress_option = click.option(
+    "--no-progress", is_flag=True, help="No progress bars or status lines (they go to stderr)."
+)
+
 
 @click.group("bench")
 def bench_group() -> None:
@@ -38,27 +63,9 @@ def bench_group() -> None:
     show_default=True,
     help="Maximum transactions per block.",
 )
-@click.option(
-    "--runs",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Timed runs per workload (same pre-signed txs, fresh chain each); the run "
-    "with the median tx/s is reported.",
-)
-@click.option(
-    "--json",
-    "as_json",
-    is_flag=True,
-    help="Also print the results as one JSON object on the last line of stdout.",
-)
-@click.option(
-    "--artifact",
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    default=None,
-    help="TestToken build artifact (default: contracts/build/"
-    "TestToken.json of the source checkout).",
-)
+@runs_option
+@json_option
+@artifact_option
 @click.option(
     "--data-dir",
     "data_parent",
@@ -74,7 +81,7 @@ def bench_group() -> None:
     show_default=True,
     help="Threads decoding and recovering senders (the node uses its RPC worker threads).",
 )
-@click.option("--no-progress", is_flag=True, help="No progress bars (they go to stderr).")
+@no_progress_option
 def core_command(
     txs: int,
     block_txs: int,
@@ -102,7 +109,7 @@ def core_command(
       tx_receipt_roots  transactions and receipts trie roots
       commit            header, body, receipts, indexes, LMDB commit and fsync
       block_other       the rest of build_block
-      pool_update       Mempool.remove_included + on_new_head
+      pool_update       updating the pool after the block (node.producer.update_pool)
 
     Blocks are built until the pool is empty. Committed tx/s = TXS / total of all phases
     (wall clock); the process CPU time of the same span is shown too (`cpu_tps` in JSON),
@@ -161,32 +168,16 @@ def core_command(
     help="The node's interval mining period, seconds. 0 = automine (one block per "
     "transaction): not the throughput mode.",
 )
-@click.option(
-    "--runs",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Timed runs per workload (fresh node each); the median tx/s run is reported.",
-)
+@runs_option
 @click.option(
     "--vs-hardhat",
     is_flag=True,
     help="Also run the ERC20 load against a Hardhat 2 node (benchmarks/hardhat; "
     "needs Node.js and npm; `npm ci` on first use).",
 )
-@click.option(
-    "--json",
-    "as_json",
-    is_flag=True,
-    help="Also print the results as one JSON object on the last line of stdout.",
-)
-@click.option(
-    "--artifact",
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    default=None,
-    help="TestToken build artifact (default: the checkout's).",
-)
-@click.option("--no-progress", is_flag=True, help="No progress bars or status lines (stderr).")
+@json_option
+@artifact_option
+@no_progress_option
 def rpc_command(
     txs: int,
     clients: int,

@@ -64,7 +64,7 @@ from .errors import (
     Underpriced,
 )
 from .ordering import select_by_price_and_nonce
-from .pricing import effective_gas_price, is_transfer_shaped, max_cost, replacement_ok
+from .pricing import effective_gas_price, is_plain_transfer_shape, max_cost, replacement_ok
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +170,7 @@ class Mempool:
     ) -> None:
         cfg = self.config
         to = tx.to
-        if to is None or not is_transfer_shaped(tx) or self.state.has_code(to):
+        if to is None or not is_plain_transfer_shape(tx) or self.state.has_code(to):
             raise Underpriced(
                 f"gas price {price} below minimum {cfg.min_gas_price} and not a plain transfer"
             )
@@ -242,10 +242,6 @@ class Mempool:
                     promoted += self._advance(acct, nonce)
             self._maybe_deactivate_eviction()
         self._notify(promoted)
-
-    def on_new_head(self) -> None:
-        """Alias of ``reset`` for the block producer's commit hook."""
-        self.reset()
 
     # ------------------------------------------------------------------ queries
 

@@ -7,8 +7,8 @@
   price used for the free-transaction threshold, block ordering and eviction.
 * A transaction with ``effective_gas_price < min_gas_price`` is *free*; it is admissible only
   as a plain value transfer (recipient ≥ 0x10000 without code, no data, no access list, not
-  EIP-7702: the block executor's rule) and within
-  the sender's free quota (checked by the pool, which knows state and pool contents).
+  EIP-7702: the block executor's rule, ``execution.fees``) and within the sender's free quota
+  (checked by the pool, which knows state and pool contents).
 * A replacement (same sender and nonce) must raise BOTH ``max_fee_per_gas`` and
   ``max_priority_fee_per_gas`` strictly, and each by at least ``price_bump_percent``
   (geth's ``list.Add``: threshold = old * (100 + bump) // 100).
@@ -17,21 +17,9 @@
 from __future__ import annotations
 
 from cybermiles.chain.transactions import Transaction
-from cybermiles.execution.fees import is_plain_transfer_shape
+from cybermiles.execution.fees import effective_gas_price, is_plain_transfer_shape
 
-BASE_FEE_PER_GAS = 0
-
-
-def effective_gas_price(tx: Transaction) -> int:
-    """Wei per gas the sender pays, and the producer earns, with the chain's zero base fee."""
-    return min(tx.max_fee_per_gas, BASE_FEE_PER_GAS + tx.max_priority_fee_per_gas)
-
-
-def is_transfer_shaped(tx: Transaction) -> bool:
-    """True if ``tx`` could be a free plain transfer: the block executor's own rule
-    (``execution.fees.is_plain_transfer_shape``); the caller must still check the recipient
-    has no code."""
-    return is_plain_transfer_shape(tx)
+__all__ = ["effective_gas_price", "is_plain_transfer_shape", "max_cost", "replacement_ok"]
 
 
 def max_cost(tx: Transaction) -> int:

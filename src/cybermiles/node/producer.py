@@ -26,6 +26,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
+from cybermiles.chain.transactions import SET_CODE_TX_TYPE
 from cybermiles.execution.errors import NonceTooHigh
 from cybermiles.mempool import Mempool
 from cybermiles.node.blockchain import Blockchain, BuiltBlock, StateEdit
@@ -182,9 +183,7 @@ class BlockProducer:
             max_txs=max_txs,
             state_edit=state_edit,
         )
-        dropped = [tx for tx, exc in block.rejected if not isinstance(exc, NonceTooHigh)]
-        self.mempool.remove_included(block.transactions + dropped)
-        self.mempool.on_new_head()
+        update_pool(self.mempool, block, state_edited=state_edit is not None)
         elapsed_ms = (time.perf_counter() - started) * 1000
         log.info(
             "block %d txs=%d gas=%d ms=%.1f hash=0x%s",
@@ -200,3 +199,17 @@ class BlockProducer:
             except Exception:  # a subscriber's failure must never stop block production
                 log.exception("block listener failed")
         return block
+
+
+def update_pool(mempool: Mempool, block: BuiltBlock, *, state_edited: bool = False) -> None:
+    """Bring the pool up to the new head after ``block``.
+
+    Included transactions advance their senders' nonces, which ``remove_included`` applies
+    directly. Every pooled sender's nonce is re-read from the head state (``reset``) only when
+    the block moved nonces its included transactions do not tell: a transaction dropped as
+    invalid, a dev state edit, or an EIP-7702 authorization (it bumps the authority's nonce).
+    """
+    dropped = [tx for tx, exc in block.rejected if not isinstance(exc, NonceTooHigh)]
+    mempool.remove_included(block.transactions + dropped)
+    if dropped or state_edited or any(tx.type == SET_CODE_TX_TYPE for tx in block.transactions):
+        mempool.reset()
