@@ -37,8 +37,15 @@ def base() -> dict[str, Any]:
             B: {"balance": "0x10"},
         },
         "validators": [
-            {"address": A, "pub_key": "0x" + "11" * 32, "power": 10, "name": "v0"},
-            {"address": B, "power": "5"},
+            {
+                "address": A,
+                "pub_key": "0x" + "11" * 32,
+                "max_amount": "10000",
+                "comp_rate": "0.25",
+                "name": "v0",
+                "delegations": [{"address": B, "amount": "0x10"}],
+            },
+            {"address": B, "pub_key": "0x" + "22" * 32, "max_amount": 500, "comp_rate": 10**17},
         ],
     }
 
@@ -70,10 +77,13 @@ def test_parse_full_genesis() -> None:
     a = g.alloc[bytes.fromhex("aa" * 20)]
     assert a == GenesisAccount(balance=1000, nonce=3, code=b"\x60\x00", storage={0: 1, 2: 3})
     assert g.alloc[bytes.fromhex("bb" * 20)].balance == 16
-    assert [v.power for v in g.validators] == [10, 5]
+    assert [v.max_amount for v in g.validators] == [10000, 500]
+    assert [v.comp_rate for v in g.validators] == [25 * 10**16, 10**17]
     assert g.validators[0].pub_key == b"\x11" * 32
     assert g.validators[0].name == "v0"
-    assert g.validators[1].pub_key == b""
+    assert g.validators[0].delegations == ((bytes.fromhex("bb" * 20), 16),)
+    assert g.validators[1].description == ("", "", "", "", "")
+    assert parse_genesis(g.to_json()) == g  # the written form reads back the same
 
 
 def test_minimal_genesis_defaults() -> None:
@@ -175,7 +185,17 @@ INVALID: list[tuple[str, Any, str]] = [
         "validators[0].pub_key",
     ),
     ("validator-pubkey-not-hex", changed("validators/0/pub_key", "0xgg"), "validators[0].pub_key"),
-    ("validator-power-zero", changed("validators/1/power", 0), "validators[1].power"),
+    ("validator-max-zero", changed("validators/1/max_amount", 0), "validators[1].max_amount"),
+    ("validator-no-max", changed("validators/1/max_amount", ...), "validators[1].max_amount"),
+    ("validator-rate-above-1", changed("validators/0/comp_rate", "1.5"), "validators[0].comp_rate"),
+    ("validator-rate-text", changed("validators/0/comp_rate", "high"), "validators[0].comp_rate"),
+    ("validator-unknown-field", changed("validators/0/power", 10), "validators[0].power"),
+    (
+        "validator-delegation-zero",
+        changed("validators/0/delegations/0/amount", 0),
+        "validators[0].delegations[0].amount",
+    ),
+    ("validator-duplicate-key", changed("validators/1/pub_key", "0x" + "11" * 32), "pub_key"),
     ("validator-name-not-text", changed("validators/0/name", 5), "validators[0].name"),
     ("validator-duplicate", changed("validators/1/address", A), "duplicate validator"),
 ]
@@ -237,7 +257,7 @@ DIFFERENT_GENESIS = {
     "alloc_extra_account": changed("alloc/0x" + "cc" * 20, {"balance": "1"}),
     "chain_id": changed("chain_id", 1235),
     "min_gas_price": changed("params/min_gas_price", 1),
-    "validators": changed("validators/1/power", 6),
+    "validators": changed("validators/1/max_amount", 6),
 }
 
 

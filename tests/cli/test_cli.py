@@ -28,7 +28,14 @@ def good_genesis() -> dict[str, Any]:
         "chain_id": 777,
         "timestamp": 1_700_000_000,
         "alloc": {VALID_ADDR: {"balance": "1000000000000000000"}},
-        "validators": [{"address": VALIDATOR_ADDR, "power": 10, "name": "v0"}],
+        "validators": [
+            {
+                "address": VALIDATOR_ADDR,
+                "pub_key": "0x" + "ab" * 32,
+                "max_amount": str(10**24),
+                "name": "v0",
+            }
+        ],
     }
 
 
@@ -82,7 +89,7 @@ def test_init_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
     assert not (home / "data").exists()  # --force deletes the old chain data
 
 
-def test_init_with_genesis_file_and_coinbase(tmp_path: Path) -> None:
+def test_init_with_genesis_file(tmp_path: Path) -> None:
     genesis_file = tmp_path / "g.json"
     genesis_file.write_text(json.dumps(good_genesis()))
     home = tmp_path / "home"
@@ -91,25 +98,7 @@ def test_init_with_genesis_file_and_coinbase(tmp_path: Path) -> None:
     genesis = load_genesis(home / "genesis.json")
     assert genesis.chain_id == 777
     assert genesis.alloc[bytes.fromhex(VALID_ADDR[2:])].balance == 10**18
-    # without --coinbase, the first validator receives the fees
-    config = tomllib.loads((home / "config.toml").read_text())
-    assert config["mining"]["coinbase"].lower() == VALIDATOR_ADDR
-
-    home2 = tmp_path / "home2"
-    coinbase = "0x" + "ab" * 20
-    result = run(
-        "init", "--home", str(home2), "--genesis", str(genesis_file), "--coinbase", coinbase
-    )
-    assert result.exit_code == 0, result.output
-    config = tomllib.loads((home2 / "config.toml").read_text())
-    assert config["mining"]["coinbase"].lower() == coinbase
-
-
-def test_init_bad_coinbase(tmp_path: Path) -> None:
-    result = run("init", "--home", str(tmp_path / "h"), "--coinbase", "0x1234")
-    assert result.exit_code == 1
-    assert "--coinbase" in result.output
-    assert not (tmp_path / "h" / "config.toml").exists()
+    assert [v.address.hex() for v in genesis.validators] == [VALIDATOR_ADDR[2:]]
 
 
 def test_init_bad_chain_id_is_a_usage_error(tmp_path: Path) -> None:
@@ -160,12 +149,18 @@ BAD_GENESIS: dict[str, tuple[str, str]] = {
         "validators[0].pub_key",
     ),
     "bad-validator-address": (
-        json.dumps(_with(validators=[{"address": "0xnothex", "power": 1}])),
+        json.dumps(_with(validators=[{"address": "0xnothex", "pub_key": "0x" + "ab" * 32}])),
         "validators[0].address",
     ),
-    "zero-validator-power": (
-        json.dumps(_with(validators=[{"address": VALIDATOR_ADDR, "power": 0}])),
-        "validators[0].power",
+    "zero-validator-max-amount": (
+        json.dumps(
+            _with(
+                validators=[
+                    {"address": VALIDATOR_ADDR, "pub_key": "0x" + "ab" * 32, "max_amount": 0}
+                ]
+            )
+        ),
+        "validators[0].max_amount",
     ),
     "bad-extra-data": (json.dumps(_with(extra_data="0x" + "00" * 33)), "extra_data"),
 }

@@ -56,6 +56,41 @@ async function thrown(name, fn) {
   }
 }
 
+/** Delegate to the devnet validator as a MetaMask user would: a plain signed transaction to
+ * the staking module's address through its Solidity interface; then watch awards accrue. */
+async function stakingFlow(provider, validator, delegator) {
+  const STAKING = "0x0000000000000000000000000000000000001000";
+  const staking = new ethers.Contract(STAKING, artifact("IStaking").abi, delegator);
+  const amount = ethers.parseEther("5000");
+  const tx = await staking.delegate(validator.address, { value: amount });
+  const receipt = await tx.wait(1, 20_000);
+  check("staking.delegate.status", receipt.status === 1, receipt.status);
+  const event = receipt.logs
+    .map((log) => staking.interface.parseLog(log))
+    .find((parsed) => parsed && parsed.name === "Delegated");
+  check(
+    "staking.Delegated",
+    event && event.args.delegator === delegator.address && event.args.amount === amount,
+    event && event.args,
+  );
+  const mine = await staking.delegation(validator.address, delegator.address);
+  check("staking.delegation", mine.delegateAmount === amount && mine.votingPower > 0n, mine);
+  const query = async () =>
+    (await provider.send("cmt_queryDelegator", [delegator.address])).data.find(
+      (d) => d.validator_address === validator.address,
+    );
+  const before = await query();
+  check("cmt_queryDelegator", before && BigInt(before.delegate_amount) === amount, before);
+  const nudge = await validator.sendTransaction({ to: delegator.address, value: 1n });
+  await nudge.wait(1, 20_000);
+  const after = await query();
+  check("staking.awards", BigInt(after.award_amount) > BigInt(before.award_amount), {
+    before,
+    after,
+  });
+  facts.stakingAward = after.award_amount;
+}
+
 async function main(url) {
   const wsUrl = url.replace(/^http/, "ws");
   // cacheTimeout -1: ethers otherwise answers an identical request made within 250 ms from a
@@ -296,6 +331,7 @@ async function main(url) {
   } finally {
     await ws.destroy();
   }
+  await stakingFlow(provider, wallet0, wallet1);
   provider.destroy();
   return { ok: true, checks, ...facts };
 }

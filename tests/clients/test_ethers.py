@@ -40,6 +40,11 @@ EXPECTED_CHECKS = {
     "plain.eip1559.senderBalance",
     'ws.on("block")',
     "ws.blockNumber",
+    "staking.delegate.status",
+    "staking.Delegated",
+    "staking.delegation",
+    "cmt_queryDelegator",
+    "staking.awards",
 }
 
 
@@ -88,3 +93,4 @@ def test_ethers_v6_flow(devnet: Devnet, tmp_path: Path) -> None:
     assert result["eip1559Transfer"]["type"] == 2
     assert int(result["eip1559Transfer"]["fee"]) >= 0
     assert result["wsBlock"] > 0
+    assert int(result["stakingAward"]) > 0

@@ -21,7 +21,7 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from node_harness import (
     CHAIN_ID,
-    COINBASE,
+    FEE_POOL,
     GWEI,
     CmtProcess,
     Processes,
@@ -51,7 +51,7 @@ class LiveNode:
     def snapshot(self) -> dict[str, Any]:
         latest = self.rpc.block("latest")
         assert latest is not None
-        watched = [a.address for a in [*self.accounts, self.poor]] + [COINBASE]
+        watched = [a.address for a in [*self.accounts, self.poor]] + [FEE_POOL]
         return {
             "head": {k: latest[k] for k in ("number", "hash", "stateRoot")},
             "balances": {a: self.rpc.balance(a) for a in watched},

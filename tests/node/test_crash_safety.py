@@ -44,7 +44,7 @@ import rlp
 from eth_account.signers.local import LocalAccount
 from node_harness import (
     CHAIN_ID,
-    COINBASE,
+    FEE_POOL,
     GWEI,
     CmtProcess,
     Processes,
@@ -375,14 +375,14 @@ class Verifier:
 
     def check_balances(self, rpc: Rpc, mined: list[SentTx]) -> None:
         expected: dict[str, int] = {a.address.lower(): START_BALANCE for a in self.ledger.accounts}
-        expected[COINBASE.lower()] = 0
+        expected[FEE_POOL.lower()] = 0
         for index in range(RECIPIENTS):
             expected.setdefault(recipient(index), 0)
         for tx in mined:
             sender = self.ledger.accounts[tx.sender].address.lower()
             expected[sender] -= tx.value + GAS * GWEI
             expected[tx.to] += tx.value
-            expected[COINBASE.lower()] += GAS * GWEI
+            expected[FEE_POOL.lower()] += GAS * GWEI
         addresses = sorted(expected)
         balances = rpc.batch([("eth_getBalance", [a, "latest"]) for a in addresses])
         for address, balance in zip(addresses, balances, strict=True):

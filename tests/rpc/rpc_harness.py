@@ -23,7 +23,7 @@ from cybermiles.rpc import bound_port, start_rpc_server
 CHAIN_ID = 1234
 KEYS: list[LocalAccount] = [Account.from_key(bytes([i + 1]) * 32) for i in range(8)]
 FUNDS = 10**24
-COINBASE = "0x" + "c0" * 20
+COINBASE = "0x0000000000000000000000000000000000001000"  # every block's: the staking module
 ALLOWED_ORIGIN = "http://allowed.example"
 MAX_BATCH = 20
 MAX_REQUEST_BYTES = 64 * 1024
@@ -41,7 +41,6 @@ def make_node(home: Path, *, dev: bool = True) -> Node:
     )
     config = NodeConfig()
     config.mining.block_time = 0
-    config.mining.coinbase = COINBASE
     config.rpc = RpcConfig(
         port=0, cors=[ALLOWED_ORIGIN], max_batch=MAX_BATCH, max_request_bytes=MAX_REQUEST_BYTES
     )

@@ -13,6 +13,10 @@ Rules:
   its Transfer logs. Steps run in order over one node: filters and subscriptions are created
   before the blocks they report, the pool is filled with automine off (so txpool_* and pending
   transactions are not empty), and the dev edits run inside evm_snapshot / evm_revert.
+* The ``cmt_*`` steps (``CMT_STEPS``, ``CMT_DEV_STEPS``): OWNER declares a candidacy and uses
+  every staking and governance method; each transaction is followed by a query repeated until
+  its effect shows. cmt_verifyCandidacy impersonates the default verifier (the zero address)
+  inside the snapshot bracket.
 * All failures of the walk are reported together (method, params, result, schema error).
 * Error codes: an unknown method is -32601, malformed params -32602.
 """
@@ -191,7 +195,34 @@ def is_inspect(value: Any) -> bool:
     return True
 
 
+def is_height_data(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    """A ``cmt_query*`` answer: ``{"height": N, "data": ...}`` with ``check(data)``."""
+
+    def valid(value: Any) -> bool:
+        return (
+            isinstance(value, dict)
+            and set(value) == {"height", "data"}
+            and isinstance(value["height"], int)
+            and value["height"] >= 0
+            and check(value["data"])
+        )
+
+    return valid
+
+
+def is_list_of(*keys: str) -> Callable[[Any], bool]:
+    return lambda value: (
+        isinstance(value, list)
+        and all(isinstance(item, dict) and set(keys) <= set(item) for item in value)
+    )
+
+
+def is_candidate(value: Any) -> bool:
+    return value is None or is_list_of("owner_address", "shares", "voting_power", "state")([value])
+
+
 HARDHAT = "Hardhat dev method (development chains only): no execution-apis schema"
+CMT = "CyberMiles cmt namespace (docs/rpc.md): not in the execution-apis spec"
 
 NOT_IN_SPEC: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "net_listening": ("net namespace: only net_version is in the spec", is_bool),
@@ -219,6 +250,43 @@ NOT_IN_SPEC: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "hardhat_stopImpersonatingAccount": (HARDHAT, is_true),
     "evm_snapshot": (HARDHAT, is_quantity),
     "evm_revert": (HARDHAT, is_true),
+    **{
+        f"cmt_{name}": (CMT, is_data(32))
+        for name in (
+            "declareCandidacy",
+            "updateCandidacy",
+            "withdrawCandidacy",
+            "activateCandidacy",
+            "deactivateCandidacy",
+            "verifyCandidacy",
+            "setCompRate",
+            "delegate",
+            "withdraw",
+            "proposeTransferFund",
+            "proposeChangeParam",
+            "proposeUpgrade",
+            "proposeText",
+            "vote",
+        )
+    },
+    "cmt_queryValidators": (
+        CMT,
+        is_height_data(is_list_of("owner_address", "shares", "voting_power", "state", "rank")),
+    ),
+    "cmt_queryValidator": (CMT, is_height_data(is_candidate)),
+    "cmt_queryDelegator": (
+        CMT,
+        is_height_data(is_list_of("validator_address", "shares", "award_amount", "comp_rate")),
+    ),
+    "cmt_queryAwardInfos": (CMT, is_height_data(is_list_of("address", "state", "amount"))),
+    "cmt_queryProposals": (
+        CMT,
+        is_height_data(is_list_of("id", "type", "proposer", "result", "detail", "votes")),
+    ),
+    "cmt_queryParams": (
+        CMT,
+        is_height_data(lambda v: isinstance(v, dict) and "proposal_deposit" in v),
+    ),
 }
 
 
@@ -321,6 +389,126 @@ def transfer_to_bob(c: Chain) -> dict[str, Any]:
     return {"from": OWNER.address, "to": c.token, "data": data}
 
 
+# The cmt_* walk: OWNER (no stake yet) declares a candidacy and exercises every cmt_ method;
+# each transaction is followed by a query repeated until the transaction's effect shows.
+CMT_WEI = 10**18
+ZERO = "0x" + "00" * 20  # the default ``verifier``: impersonated for cmt_verifyCandidacy
+
+
+def own(**fields: Any) -> dict[str, Any]:
+    return {"from": OWNER.address, **fields}
+
+
+def candidate_where(check: Callable[[dict[str, Any]], bool]) -> Callable[[Any], bool]:
+    return lambda answer: answer["data"] is not None and check(answer["data"])
+
+
+def own_delegation_where(check: Callable[[dict[str, Any]], bool]) -> Callable[[Any], bool]:
+    return lambda answer: any(
+        d["validator_address"] == OWNER.address and check(d) for d in answer["data"]
+    )
+
+
+def proposals_at_least(count: int) -> Callable[[Any], bool]:
+    return lambda answer: len(answer["data"]) >= count
+
+
+CMT_STEPS: list[Step] = [
+    Step(
+        "cmt_declareCandidacy",
+        lambda c: [
+            own(
+                pubKey="0x" + "c1" * 32,
+                maxAmount=str(100_000 * CMT_WEI),
+                compRate="0.2",
+                description={"name": "conformance"},
+            )
+        ],
+    ),
+    Step("cmt_queryValidator", lambda c: [OWNER.address], until=candidate_where(bool)),
+    Step("cmt_updateCandidacy", lambda c: [own(description={"website": "https://x.example"})]),
+    Step(
+        "cmt_queryValidators",
+        lambda c: ["latest"],
+        until=lambda a: any(v["description"]["website"] == "https://x.example" for v in a["data"]),
+    ),
+    Step(
+        "cmt_delegate",
+        lambda c: [own(validatorAddress=OWNER.address, amount=str(2_000 * CMT_WEI))],
+    ),
+    Step(
+        "cmt_queryDelegator",
+        lambda c: [OWNER.address],
+        until=own_delegation_where(lambda d: int(d["delegate_amount"]) == 12_000 * CMT_WEI),
+    ),
+    Step("cmt_setCompRate", lambda c: [own(delegatorAddress=OWNER.address, compRate="0.1")]),
+    Step(
+        "cmt_queryDelegator",
+        lambda c: [OWNER.address, "latest"],
+        until=own_delegation_where(lambda d: d["comp_rate"] == "0.1"),
+    ),
+    Step("cmt_withdraw", lambda c: [own(validatorAddress=OWNER.address, amount=hex(CMT_WEI))]),
+    Step(
+        "cmt_queryDelegator",
+        lambda c: [OWNER.address],
+        until=own_delegation_where(lambda d: int(d["withdraw_amount"]) == CMT_WEI),
+    ),
+    Step("cmt_deactivateCandidacy", lambda c: [own()]),
+    Step(
+        "cmt_queryValidator",
+        lambda c: [OWNER.address],
+        until=candidate_where(lambda v: v["active"] == "N"),
+    ),
+    Step("cmt_activateCandidacy", lambda c: [own()]),
+    Step(
+        "cmt_queryValidator",
+        lambda c: [OWNER.address, "latest"],
+        until=candidate_where(lambda v: v["active"] == "Y"),
+    ),
+    Step("cmt_proposeChangeParam", lambda c: [own(name="max_vals", value="21")]),
+    Step("cmt_queryProposals", until=proposals_at_least(1)),
+    Step("cmt_vote", lambda c: [own(proposalId="1", answer="Y")]),
+    Step(
+        "cmt_queryParams",
+        lambda c: ["latest"],
+        until=lambda a: a["data"]["max_vals"] == 21,
+    ),
+    Step(
+        "cmt_proposeTransferFund",
+        lambda c: [own(transferTo=NOBODY, amount="1", reason="conformance")],
+    ),
+    Step("cmt_queryProposals", until=proposals_at_least(2)),
+    Step(
+        "cmt_proposeUpgrade",
+        lambda c: [own(name="later", version="99.0.0", height=str(10**9))],
+    ),
+    Step("cmt_queryProposals", until=proposals_at_least(3)),
+    Step("cmt_proposeText", lambda c: [own(title="hello", text="world")]),
+    Step("cmt_queryProposals", lambda c: ["latest"], until=proposals_at_least(4)),
+    Step("cmt_queryAwardInfos"),
+    Step("cmt_queryAwardInfos", lambda c: ["0x0"]),
+    Step("cmt_queryValidators", lambda c: [0]),
+]
+
+# Inside the evm_snapshot / evm_revert bracket: the verifier (the zero address by default) is
+# impersonated to verify OWNER, then the candidacy is withdrawn.
+CMT_DEV_STEPS: list[Step] = [
+    Step("hardhat_impersonateAccount", lambda c: [ZERO]),
+    Step("hardhat_setBalance", lambda c: [ZERO, hex(CMT_WEI)]),
+    Step(
+        "cmt_verifyCandidacy",
+        lambda c: [{"from": ZERO, "candidateAddress": OWNER.address, "verified": True}],
+    ),
+    Step(
+        "cmt_queryValidator",
+        lambda c: [OWNER.address],
+        until=candidate_where(lambda v: v["verified"] == "Y"),
+    ),
+    Step("hardhat_stopImpersonatingAccount", lambda c: [ZERO]),
+    Step("cmt_withdrawCandidacy", lambda c: [own()]),
+    Step("cmt_queryValidator", lambda c: [OWNER.address], until=lambda a: a["data"] is None),
+]
+
 STEPS: list[Step] = [
     # identity
     Step("eth_chainId"),
@@ -399,6 +587,8 @@ STEPS: list[Step] = [
     Step("eth_uninstallFilter", lambda c: [c.saved["log_filter"]]),
     Step("eth_unsubscribe", lambda c: [c.saved["heads_sub"]], ws=True),
     Step("evm_setAutomine", lambda c: [True]),
+    # staking and governance (cmt_*)
+    *CMT_STEPS,
     # dev edits, undone by evm_revert
     Step("evm_snapshot", save="snapshot"),
     Step("hardhat_mine", lambda c: ["0x2", "0x1"]),
@@ -410,6 +600,7 @@ STEPS: list[Step] = [
     Step("hardhat_setStorageAt", lambda c: [NOBODY, "0x1", "0x" + "00" * 31 + "2a"]),
     Step("hardhat_impersonateAccount", lambda c: [NOBODY]),
     Step("hardhat_stopImpersonatingAccount", lambda c: [NOBODY]),
+    *CMT_DEV_STEPS,
     Step("evm_revert", lambda c: [c.saved["snapshot"]]),
 ]
 
@@ -486,6 +677,8 @@ def test_every_served_method_conforms(
         ("eth_getLogs", [{"fromBlock": "yesterday"}], -32602),
         ("eth_sendRawTransaction", ["0xzz"], -32602),
         ("evm_setAutomine", ["yes"], -32602),
+        ("cmt_delegate", [{"from": NOBODY, "validatorAddress": NOBODY}], -32602),  # no amount
+        ("cmt_queryValidators", ["yesterday"], -32602),
     ],
 )
 def test_error_codes(

@@ -23,8 +23,8 @@ For each workload N transactions are pre-signed (not timed): sender ``k % 1000``
 Committed tx/s = N / (wall time of 1 + 2 + 3). After the clock stops every result is checked
 and any discrepancy raises :class:`BenchFailure`: every transaction included exactly once,
 none rejected, every receipt status 1, each sender's final nonce, CMT conserved (accounts +
-fees paid to the coinbase) and, for ``erc20``, the token balances' sum and totalSupply
-unchanged.
+fees, which end in the community pool as the bench chain has no validators) and, for
+``erc20``, the token balances' sum and totalSupply unchanged.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ from cybermiles.chain.genesis import Genesis, parse_genesis
 from cybermiles.chain.transactions import Transaction, decode_transaction
 from cybermiles.crypto.keccak import keccak256
 from cybermiles.mempool import Mempool, MempoolConfig, MempoolError
+from cybermiles.modules.addresses import COMMUNITY_POOL, STAKING
 from cybermiles.node.blockchain import Blockchain, BuiltBlock
 from cybermiles.node.node import HeadStateReader
 from cybermiles.node.producer import update_pool
@@ -66,7 +67,7 @@ BLOCK_GAS_LIMIT = 1_000_000_000
 ACCOUNT_BALANCE = 10**24  # 1,000,000 CMT each
 TOKEN_BALANCE = 10**24  # token units each holder starts with
 TOKEN_ADDRESS = keccak256(b"cybermiles bench token")[:20]
-COINBASE = keccak256(b"cybermiles bench coinbase")[:20]
+COINBASE = STAKING  # as the node builds blocks: fees go to the block's reward pool
 PLAIN_GAS = 21_000
 ERC20_GAS = 60_000
 SEED = 20_240_601
@@ -397,7 +398,9 @@ def _check(
                     f"{workload}: 0x{key.address.hex()} nonce {state.get_nonce(key.address)}, "
                     f"expected {count}"
                 )
-        fees = state.get_balance(COINBASE)
+        # No validators in the bench genesis: the end of each block moves the fees on from the
+        # coinbase (the staking module) to the community pool.
+        fees = state.get_balance(COMMUNITY_POOL)
         cmt_total = sum(state.get_balance(key.address) for key in keys) + fees
         if cmt_total != ACCOUNT_BALANCE * n_keys:
             raise BenchFailure(f"{workload}: CMT not conserved ({cmt_total} != initial)")

@@ -47,7 +47,6 @@ from cybermiles.crypto.keccak import keccak256
 from .core import (
     ACCOUNTS,
     CHAIN_ID,
-    COINBASE,
     WORKLOADS,
     BenchFailure,
     bench_genesis,
@@ -283,7 +282,6 @@ def init_bench_home(home: Path, keys: Sequence[BenchKey], token_code: bytes) -> 
     from cybermiles.node.config import NodeConfig
 
     config = NodeConfig()
-    config.mining.coinbase = "0x" + COINBASE.hex()
     create_home(home, bench_genesis(keys, token_code), config)
 
 

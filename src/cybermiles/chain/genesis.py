@@ -9,9 +9,15 @@ File format (``genesis.json``)::
       "params": {"min_gas_price": "1000000000", ...},
       "alloc": {"0xADDRESS": {"balance": "0x..", "nonce": 0, "code": "0x..",
                               "storage": {"0x0": "0x1"}}},
-      "validators": [{"address": "0xADDRESS", "pub_key": "0x<32-byte ed25519>", "power": 10,
-                      "name": "v0"}]
+      "validators": [{"address": "0xOWNER", "pub_key": "0x<32-byte ed25519>",
+                      "max_amount": "10000000000000000000000000", "comp_rate": "0.2",
+                      "name": "v0", "website": "", "location": "", "email": "", "profile": "",
+                      "delegations": [{"address": "0xDELEGATOR", "amount": "..."}]}]
     }
+
+A genesis validator is a candidate declared at block 0: its self-stake (``max_amount ×
+self_staking_ratio / 10000``) and its delegations are created in the staking module's balance,
+on top of ``alloc``. ``comp_rate`` is a decimal fraction (``"0.2"``) or 18-decimal fixed point.
 
 Integers may be JSON numbers, decimal strings or 0x-hex strings. Every error names its field.
 The EIP-2935 block-hash history contract is added to ``alloc`` unless already present.
@@ -44,12 +50,22 @@ class GenesisAccount:
     storage: dict[int, int] = field(default_factory=dict)
 
 
+WAD = 10**18  # comp rates: 18-decimal fixed point, 1e18 = 100%
+DESCRIPTION_FIELDS = ("name", "website", "location", "email", "profile")
+
+
 @dataclass(frozen=True, slots=True)
 class GenesisValidator:
-    address: bytes
-    power: int
-    pub_key: bytes = b""
-    name: str = ""
+    address: bytes  # the candidate's owner account
+    pub_key: bytes  # Ed25519 consensus key, 32 bytes
+    max_amount: int
+    comp_rate: int  # 18-decimal fixed point
+    description: tuple[str, str, str, str, str] = ("", "", "", "", "")  # DESCRIPTION_FIELDS
+    delegations: tuple[tuple[bytes, int], ...] = ()  # (delegator, amount)
+
+    @property
+    def name(self) -> str:
+        return self.description[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,16 +87,35 @@ class Genesis:
                 "0x" + address.hex(): _account_json(account)
                 for address, account in sorted(self.alloc.items())
             },
-            "validators": [
-                {
-                    "address": "0x" + v.address.hex(),
-                    "pub_key": "0x" + v.pub_key.hex(),
-                    "power": v.power,
-                    "name": v.name,
-                }
-                for v in self.validators
-            ],
+            "validators": [_validator_json(v) for v in self.validators],
         }
+
+
+def _validator_json(v: GenesisValidator) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "address": "0x" + v.address.hex(),
+        "pub_key": "0x" + v.pub_key.hex(),
+        "max_amount": str(v.max_amount),
+        "comp_rate": str(v.comp_rate),
+    }
+    out.update(zip(DESCRIPTION_FIELDS, v.description, strict=True))
+    if v.delegations:
+        out["delegations"] = [
+            {"address": "0x" + a.hex(), "amount": str(amount)} for a, amount in v.delegations
+        ]
+    return out
+
+
+def parse_comp_rate(value: Any, field_name: str) -> int:
+    """A comp rate: a decimal fraction string ``"0.2"`` or an 18-decimal fixed-point integer."""
+    if isinstance(value, str) and "." in value:
+        whole, _, frac = value.strip().partition(".")
+        if whole in ("0", "1", "") and frac.isdigit() and len(frac) <= 18:
+            rate = int(whole or "0") * WAD + int(frac.ljust(18, "0"))
+            if rate <= WAD:
+                return rate
+        raise GenesisError(f"{field_name}: expected a fraction between 0 and 1, got {value!r}")
+    return _ranged(value, field_name, WAD)
 
 
 def _account_json(account: GenesisAccount) -> dict[str, Any]:
@@ -143,19 +178,41 @@ def _parse_validator(index: int, data: Any) -> GenesisValidator:
     where = f"validators[{index}]"
     if not isinstance(data, dict):
         raise GenesisError(f"{where}: expected an object")
+    known = {"address", "pub_key", "max_amount", "comp_rate", "delegations", *DESCRIPTION_FIELDS}
+    unknown = set(data) - known
+    if unknown:
+        raise GenesisError(f"{where}.{sorted(unknown)[0]}: unknown field")
+    address = parse_address(data.get("address"), f"{where}.address")
     pub_key = parse_hex_bytes(data.get("pub_key", "0x"), f"{where}.pub_key")
-    if pub_key and len(pub_key) != 32:
+    if len(pub_key) != 32:
         raise GenesisError(
             f"{where}.pub_key: an Ed25519 public key has 32 bytes, got {len(pub_key)}"
         )
-    name = data.get("name", "")
-    if not isinstance(name, str):
-        raise GenesisError(f"{where}.name: expected a string")
+    description = []
+    for name in DESCRIPTION_FIELDS:
+        text = data.get(name, "")
+        if not isinstance(text, str):
+            raise GenesisError(f"{where}.{name}: expected a string")
+        description.append(text)
+    if "max_amount" not in data:
+        raise GenesisError(f"{where}.max_amount: missing")
+    delegations_raw = data.get("delegations", [])
+    if not isinstance(delegations_raw, list):
+        raise GenesisError(f"{where}.delegations: expected a list")
+    delegations = []
+    for i, item in enumerate(delegations_raw):
+        at = f"{where}.delegations[{i}]"
+        if not isinstance(item, dict) or set(item) - {"address", "amount"}:
+            raise GenesisError(f"{at}: expected an object with address and amount")
+        amount = _ranged(item.get("amount", 0), f"{at}.amount", 2**128, low=1)
+        delegations.append((parse_address(item.get("address"), f"{at}.address"), amount))
     return GenesisValidator(
-        address=parse_address(data.get("address"), f"{where}.address"),
-        power=_ranged(data.get("power", 1), f"{where}.power", MAX_UINT64, low=1),
+        address=address,
         pub_key=pub_key,
-        name=name,
+        max_amount=_ranged(data["max_amount"], f"{where}.max_amount", 2**128, low=1),
+        comp_rate=parse_comp_rate(data.get("comp_rate", "0.2"), f"{where}.comp_rate"),
+        description=tuple(description),  # type: ignore[arg-type]
+        delegations=tuple(delegations),
     )
 
 
@@ -193,6 +250,8 @@ def parse_genesis(data: Any) -> Genesis:
     validators = tuple(_parse_validator(i, v) for i, v in enumerate(validators_raw))
     if len({v.address for v in validators}) != len(validators):
         raise GenesisError("validators: duplicate validator address")
+    if len({v.pub_key for v in validators}) != len(validators):
+        raise GenesisError("validators: duplicate pub_key")
     extra = parse_hex_bytes(data.get("extra_data", "0x"), "extra_data")
     if len(extra) > 32:
         raise GenesisError(f"extra_data: at most 32 bytes, got {len(extra)}")

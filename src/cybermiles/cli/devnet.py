@@ -13,17 +13,42 @@ from pathlib import Path
 import click
 from eth_account import Account
 
+from cybermiles.chain.params import BASIS_POINTS
 from cybermiles.cli.common import console, setup_logging
 from cybermiles.cli.init import create_home, default_genesis
 from cybermiles.cli.run import run_node
+from cybermiles.crypto.ed25519 import private_key_from_seed, public_key_bytes
 from cybermiles.crypto.keccak import keccak256
 from cybermiles.node.config import CONFIG_FILE, NodeConfig, load_config
 from cybermiles.node.node import Node
 
 DEV_MNEMONIC = "test test test test test test test test test test test junk"
 DEV_CHAIN_ID = 1234
-DEV_COINBASE = keccak256(b"cybermiles devnet validator")[:20]
 CMT = 10**18
+# The devnet's one validator: dev account #0 operates it with this consensus key.
+DEV_VALIDATOR_SEED = keccak256(b"cybermiles devnet validator")
+DEV_VALIDATOR_MAX_AMOUNT = 10_000_000 * CMT  # self-stake 1,000,000 CMT at the 10% ratio
+# Devnet parameters: elections every block and short periods, so staking and governance can be
+# tried in minutes; everything else keeps the defaults of docs/staking.md.
+DEV_PARAMS = {
+    "epoch_blocks": 1,
+    "unstake_waiting_period": 10,
+    "proposal_expire_period": 20,
+    "jail_period": 10,
+    "proposal_deposit": str(1 * CMT),
+}
+
+
+def dev_validator(operator: bytes) -> dict:
+    """Genesis entry of the devnet validator operated by ``operator``."""
+    pub_key = public_key_bytes(private_key_from_seed(DEV_VALIDATOR_SEED))
+    return {
+        "address": "0x" + operator.hex(),
+        "pub_key": "0x" + pub_key.hex(),
+        "max_amount": str(DEV_VALIDATOR_MAX_AMOUNT),
+        "comp_rate": "0.2",
+        "name": "devnet",
+    }
 
 
 def dev_keys(count: int) -> list[tuple[bytes, bytes]]:
@@ -128,13 +153,8 @@ def devnet_command(
             config = load_config(home)
         else:
             alloc = {"0x" + a.hex(): {"balance": str(balance * CMT)} for a, _ in keys}
-            genesis = default_genesis(
-                chain_id,
-                alloc,
-                [{"address": "0x" + DEV_COINBASE.hex(), "power": 10, "name": "devnet"}],
-            )
+            genesis = default_genesis(chain_id, alloc, [dev_validator(keys[0][0])], DEV_PARAMS)
             config = NodeConfig(moniker="devnet")
-            config.mining.coinbase = "0x" + DEV_COINBASE.hex()
             create_home(home, genesis, config)
         config.rpc.addr, config.rpc.port = host, port
         config.mining.block_time = block_time
@@ -155,6 +175,13 @@ def devnet_command(
                 f"Chain id: {node.chain_id}   Home: {home}"
                 f"{' (temporary)' if temporary else ''}   "
                 f"Mining: {'automine' if block_time == 0 else f'every {block_time}s'}"
+            )
+            ratio = node.genesis.params.self_staking_ratio
+            self_stake = DEV_VALIDATOR_MAX_AMOUNT * ratio // BASIS_POINTS
+            click.echo(
+                "Validator: Account #0 (self-stake "
+                f"{self_stake // CMT:,} CMT; staking 0x…1000, "
+                "governance 0x…1001; see `cmt stake --help`)"
             )
             click.echo("")
             print_accounts(keys, balance)

@@ -11,7 +11,6 @@ import click
 from cybermiles.chain.errors import GenesisError
 from cybermiles.chain.genesis import Genesis, load_genesis, parse_genesis, write_genesis
 from cybermiles.cli.common import console, fail, home_option
-from cybermiles.crypto.address import parse_address
 from cybermiles.node.config import (
     CONFIG_FILE,
     DATA_DIR,
@@ -23,7 +22,10 @@ from cybermiles.node.config import (
 
 
 def default_genesis(
-    chain_id: int, alloc: dict | None = None, validators: list | None = None
+    chain_id: int,
+    alloc: dict | None = None,
+    validators: list | None = None,
+    params: dict | None = None,
 ) -> Genesis:
     return parse_genesis(
         {
@@ -31,6 +33,7 @@ def default_genesis(
             "timestamp": int(time.time()),
             "alloc": alloc or {},
             "validators": validators or [],
+            "params": params or {},
         }
     )
 
@@ -65,24 +68,13 @@ def create_home(home: Path, genesis: Genesis, config: NodeConfig, *, force: bool
     type=click.Path(dir_okay=False, path_type=Path),
     help="Use this genesis file (validated) instead of generating one.",
 )
-@click.option("--coinbase", default=None, help="Fee recipient (validator) address for blocks.")
 @click.option("--force", is_flag=True, help="Replace an existing home (deletes its chain data).")
-def init_command(
-    home: Path, chain_id: int, genesis_file: Path | None, coinbase: str | None, force: bool
-) -> None:
+def init_command(home: Path, chain_id: int, genesis_file: Path | None, force: bool) -> None:
     """Create a node home with config.toml and genesis.json."""
     try:
         genesis = load_genesis(genesis_file) if genesis_file else default_genesis(chain_id)
     except GenesisError as exc:
         fail(f"invalid genesis: {exc}")
     config = NodeConfig()
-    if coinbase:
-        try:
-            parse_address(coinbase)
-        except ValueError as exc:
-            fail(f"--coinbase: {exc}")
-        config.mining.coinbase = coinbase
-    elif genesis.validators:
-        config.mining.coinbase = "0x" + genesis.validators[0].address.hex()
     create_home(home, genesis, config, force=force)
     console.print(f"Initialized chain {genesis.chain_id} in {home}")

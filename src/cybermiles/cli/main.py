@@ -23,8 +23,18 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
         "devnet_command",
         "Start a local development chain with funded, unlocked accounts.",
     ),
+    "gov": (
+        "cybermiles.cli.gov",
+        "gov_group",
+        "Governance: propose, vote, list proposals and parameters (over JSON-RPC).",
+    ),
     "init": ("cybermiles.cli.init", "init_command", "Create a node home (config + genesis)."),
     "node": ("cybermiles.cli.node_cmd", "node_command", "Run a node from its home directory."),
+    "stake": (
+        "cybermiles.cli.stake",
+        "stake_group",
+        "Staking: declare candidacies, delegate, withdraw, list validators (over JSON-RPC).",
+    ),
 }
 
 

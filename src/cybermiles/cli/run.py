@@ -8,14 +8,33 @@ import logging
 import signal
 from collections.abc import Callable
 
+from cybermiles.node.blockchain import UpgradeRequired
 from cybermiles.node.node import Node
 
 log = logging.getLogger("cybermiles.cli")
 
 
+UPGRADE_EXIT_CODE = 3  # stopped for a governance upgrade: install the new version
+
+
 def run_node(node: Node, *, on_started: Callable[[str], None] | None = None) -> None:
-    """Start the node and its RPC server; block until interrupted, then shut down cleanly."""
+    """Start the node and its RPC server; block until interrupted, then shut down cleanly.
+
+    Exits with status 1 when the block producer fails, and with ``UPGRADE_EXIT_CODE`` when a
+    passed upgrade proposal reserves the next block for another version (the message names it).
+    """
+    try:
+        node.chain.check_upgrade(node.chain.head.block_number + 1)
+    except UpgradeRequired as exc:
+        node.stop()
+        log.error("%s", exc)
+        raise SystemExit(UPGRADE_EXIT_CODE) from None
     asyncio.run(_serve(node, on_started))
+    error = node.producer.error
+    if isinstance(error, UpgradeRequired):
+        raise SystemExit(UPGRADE_EXIT_CODE)
+    if error is not None:
+        raise SystemExit(1)
 
 
 async def _serve(node: Node, on_started: Callable[[str], None] | None) -> None:
@@ -34,8 +53,12 @@ async def _serve(node: Node, on_started: Callable[[str], None] | None) -> None:
     log.info("JSON-RPC (HTTP and WebSocket) listening on %s", url)
     try:
         while not stop.is_set():
-            if node.producer.error is not None:
-                log.error("stopping: the block producer failed: %s", node.producer.error)
+            error = node.producer.error
+            if isinstance(error, UpgradeRequired):
+                log.error("stopping: %s", error)
+                break
+            if error is not None:
+                log.error("stopping: the block producer failed: %s", error)
                 break
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=0.5)

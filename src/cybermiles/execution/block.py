@@ -114,6 +114,7 @@ class BlockExecutor:
         self.transactions: list[Transaction] = []
         self.receipts: list[Receipt] = []
         self.gas_used = 0
+        self.fees = 0  # paid to the coinbase by this block's transactions
         self._account_db = WorldStateAccountDB(world)
         self._vm_state = vm_state_class(
             self._account_db,
@@ -186,6 +187,7 @@ class BlockExecutor:
             status, gas, logs = self._apply_evm(tx)
         self.world.clear_journal()
         self.gas_used += gas
+        self.fees += gas * price  # the base fee is 0: the whole effective price is the tip
         receipt = Receipt(
             tx.type, status, self.gas_used, logs, logs_bloom(logs) if logs else EMPTY_BLOOM
         )

@@ -72,6 +72,7 @@ from cybermiles.execution.evm_state import (
     ChainComputation,
     ChainVMState,
     WorldStateAccountDB,
+    chain_precompiles,
     execution_context,
 )
 from cybermiles.state.account import Account
@@ -90,7 +91,6 @@ CALL_STIPEND = 2_300
 MAX_INITCODE_SIZE = 49_152  # EIP-3860
 ESTIMATE_ERROR_PER_MILLE = 15  # geth's estimateGasErrorRatio 0.015
 DYNAMIC_FEE_TX_TYPE = 2
-PRECOMPILES = frozenset(bytes(a) for a in PragueComputation.get_precompiles())
 
 ERROR_SELECTOR = bytes.fromhex("08c379a0")  # Error(string)
 PANIC_SELECTOR = bytes.fromhex("4e487b71")  # Panic(uint256)
@@ -700,7 +700,7 @@ def create_access_list(
     """
     sim = Simulator(view, env, overrides, gas_cap=gas_cap, timeout=timeout)
     target = call.to if call.to is not None else create_address(call.sender, sim.sender_nonce(call))
-    exclude = PRECOMPILES | {call.sender, target}
+    exclude = {bytes(a) for a in chain_precompiles()} | {call.sender, target}
     access_list = _merge_access_list(call.access_list, Accessed(), exclude)
     while True:
         result = sim.run(replace(call, access_list=access_list))

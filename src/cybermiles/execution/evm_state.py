@@ -11,6 +11,7 @@ revert with their call frame.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import cache
 from typing import Any, ClassVar, Protocol
 
 from eth.abc import AccountDatabaseAPI
@@ -21,6 +22,7 @@ from eth.vm.forks.prague.computation import PragueComputation
 from eth.vm.forks.prague.state import PragueState
 
 from cybermiles.crypto.keccak import EMPTY_KECCAK
+from cybermiles.modules import registry
 from cybermiles.state.account import EMPTY_ACCOUNT, Account
 from cybermiles.state.world import WorldState
 
@@ -190,12 +192,27 @@ class SharedJumpdestCodeStream(CodeStream):
         self.valid_positions, self.invalid_positions = shared
 
 
+@cache
+def chain_precompiles() -> dict[Any, Any]:
+    """Prague's precompiles plus the native modules (``cybermiles.modules``)."""
+    return {**PragueComputation.get_precompiles(), **registry.precompiles()}
+
+
 class ChainComputation(PragueComputation):
-    """Prague computation with the shared JUMPDEST analysis (performance only)."""
+    """Prague computation with the native modules as precompiles (warm from the start of every
+    transaction, as EIP-2929 precompiles are) and the shared JUMPDEST analysis."""
 
     def __init__(self, state: Any, message: Any, transaction_context: Any) -> None:
         super().__init__(state, message, transaction_context)
         self.code = SharedJumpdestCodeStream(message.code)
+
+    @classmethod
+    def get_precompiles(cls) -> dict[Any, Any]:
+        return chain_precompiles()
+
+    @property
+    def precompiles(self) -> dict[Any, Any]:
+        return chain_precompiles()
 
 
 class ChainVMState(PragueState):

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import cybermiles
 from cybermiles.chain.database import Database
 from cybermiles.chain.errors import ChainError
 from cybermiles.chain.genesis import Genesis
@@ -27,8 +28,14 @@ from cybermiles.crypto.keccak import keccak256
 from cybermiles.execution.block import BlockEnv, BlockExecutor
 from cybermiles.execution.code_size import UnlimitedCodeVMState
 from cybermiles.execution.errors import TxRejected
+from cybermiles.execution.evm_state import WorldStateAccountDB
 from cybermiles.execution.fees import free_tx_window
 from cybermiles.execution.free_quota import FreeTxCounter
+from cybermiles.modules import lifecycle as modules
+from cybermiles.modules.addresses import MODULE_RANGE, STAKING
+from cybermiles.modules.framework.block import BlockInfo, DoubleSign
+from cybermiles.modules.governance.upgrade import UpgradePlan, pending_upgrade
+from cybermiles.modules.params import read_params
 from cybermiles.node.dev import rewind_tables, unlimited_code_params
 from cybermiles.state.account import Account
 from cybermiles.state.trie import BLANK_ROOT, ordered_trie_root
@@ -55,6 +62,18 @@ class StateRootMismatch(ChainError):
     """The rebuilt state does not match the head header: the data directory is damaged."""
 
 
+class UpgradeRequired(ChainError):
+    """Governance scheduled an upgrade to another version at or below the next block."""
+
+    def __init__(self, plan: UpgradePlan, running: str) -> None:
+        super().__init__(
+            f"governance upgrade {plan.name!r} to version {plan.version} takes effect at block "
+            f"{plan.height}; this node runs version {running} and stops before that block. "
+            f"Install cybermiles {plan.version} and start the node again."
+        )
+        self.plan = plan
+
+
 @dataclass(frozen=True, slots=True)
 class BuiltBlock:
     header: Header
@@ -70,7 +89,6 @@ class Blockchain:
 
     def __init__(self, data_dir: str | Path, genesis: Genesis, *, archive: bool = False) -> None:
         self.genesis = genesis
-        self.params = genesis.params
         self.chain_id = genesis.chain_id
         self.db = Database(Path(data_dir))
         self.blocks = BlockStore(self.db)
@@ -86,6 +104,11 @@ class Blockchain:
         self.head_hash = header_hash(self.head)
         self._check_genesis()
         self._check_state_root()
+        self.params = read_params(self._backend())  # in force for the next block
+
+    def _backend(self) -> WorldStateAccountDB:
+        """The world state as the modules see it."""
+        return WorldStateAccountDB(self.world)
 
     # ------------------------------------------------------------------ opening
 
@@ -102,10 +125,22 @@ class Blockchain:
         )
 
     def _init_genesis(self) -> None:
+        for address in self.genesis.alloc:
+            if int.from_bytes(address, "big") in MODULE_RANGE:
+                raise ChainError(f"alloc: 0x{address.hex()} is reserved for native modules")
         self.world.load_genesis(
             (address, Account(a.nonce, a.balance), a.storage, a.code)
             for address, a in sorted(self.genesis.alloc.items())
         )
+        self.world.load_genesis(
+            (address, Account(nonce), {}, code)
+            for address, nonce, code in modules.genesis_accounts()
+        )
+        try:
+            modules.init_genesis(self._backend(), self.genesis)
+        except ValueError as exc:
+            raise ChainError(f"genesis validators: {exc}") from exc
+        self.world.clear_journal()
         with self.db.begin(write=True) as txn:
             root = self.world.commit_block(txn, 0)
             header = self._genesis_header(root)
@@ -177,15 +212,22 @@ class Blockchain:
         extra_data: bytes = b"",
         max_txs: int | None = None,
         state_edit: StateEdit | None = None,
+        signers: frozenset[bytes] | None = None,
+        evidence: tuple[DoubleSign, ...] = (),
     ) -> BuiltBlock:
-        """Execute ``txs`` in order on the head (skipping invalid ones) and commit the block.
+        """Execute ``txs`` in order on the head (skipping invalid ones), run the modules' end
+        of block (``modules.lifecycle``) and commit the block.
 
         ``state_edit`` (dev mode only, ``node.dev``) writes to the world state at the start of
-        the block, before any transaction; the block's state root covers it.
+        the block, before any transaction; the block's state root covers it. ``signers`` (the
+        candidates whose signatures the previous commit holds; None: all) and ``evidence`` come
+        from consensus. Raises ``UpgradeRequired`` instead of building a block that a passed
+        upgrade proposal reserves for another version.
         """
         with self._write_lock:
             parent = self.head
             number = parent.block_number + 1
+            self.check_upgrade(number)
             env = BlockEnv(
                 number=number,
                 timestamp=self.next_timestamp(timestamp),
@@ -215,9 +257,32 @@ class Blockchain:
                 except TxRejected as exc:
                     rejected.append((tx, exc))
             executed = time.perf_counter()
+            info = BlockInfo(
+                number=number,
+                timestamp=env.timestamp,
+                parent_hash=env.parent_hash,
+                fees=executor.fees if coinbase == STAKING else 0,
+                signers=signers,
+                evidence=evidence,
+            )
+            try:
+                modules.end_block(self._backend(), info)
+            except BaseException:
+                self.world.discard_block()
+                raise
+            self.world.clear_journal()
+            ended = time.perf_counter()
             block = self._commit(env, executor, extra_data, rejected)
             block.timings["execute"] = executed - started
+            block.timings["end_block"] = ended - executed
+            self.params = read_params(self._backend())
             return block
+
+    def check_upgrade(self, number: int) -> None:
+        """Raise ``UpgradeRequired`` if a passed upgrade to another version is due by ``number``."""
+        plan = pending_upgrade(self._backend())
+        if plan is not None and number >= plan.height and plan.version != cybermiles.__version__:
+            raise UpgradeRequired(plan, cybermiles.__version__)
 
     def _executor(self, env: BlockEnv, free: FreeTxCounter) -> BlockExecutor:
         if self.unlimited_contract_size:
@@ -331,6 +396,7 @@ class Blockchain:
             self.head = self._load_head()
             self.head_hash = header_hash(self.head)
             self._check_state_root()
+            self.params = read_params(self._backend())
 
     def close(self) -> None:
         self.db.close()

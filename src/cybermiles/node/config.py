@@ -43,7 +43,6 @@ class MiningConfig:
 
     block_time: float = 0.0
     max_block_txs: int = 10_000
-    coinbase: str = "0x0000000000000000000000000000000000000000"
 
 
 @dataclass(slots=True)

@@ -9,13 +9,12 @@ from pathlib import Path
 
 from cybermiles.chain.genesis import Genesis, load_genesis
 from cybermiles.chain.transactions import Transaction, decode_transaction
-from cybermiles.crypto.address import parse_address
 from cybermiles.mempool import Mempool, MempoolConfig
 from cybermiles.node.accounts import LocalAccounts
 from cybermiles.node.blockchain import Blockchain
 from cybermiles.node.config import DATA_DIR, GENESIS_FILE, NodeConfig, load_config
 from cybermiles.node.dev import DevTools
-from cybermiles.node.producer import BlockProducer
+from cybermiles.node.producer import BlockProducer, pool_config
 from cybermiles.state.account import Account
 
 log = logging.getLogger("cybermiles.node")
@@ -90,20 +89,12 @@ class Node:
         self.accounts = LocalAccounts(signing_keys)
         self.chain = Blockchain(home / DATA_DIR, self.genesis, archive=self.config.archive)
         self.chain.unlimited_contract_size = allow_unlimited_contract_size
-        params = self.genesis.params
         self.mempool = Mempool(
-            MempoolConfig(
-                min_gas_price=params.min_gas_price,
-                free_tx_quota=params.free_tx_quota,
-                block_gas_limit=params.block_gas_limit,
-                max_tx_size=params.max_tx_size,
-            ),
-            HeadStateReader(self.chain),
+            pool_config(MempoolConfig(), self.chain.params), HeadStateReader(self.chain)
         )
         self.producer = BlockProducer(
             self.chain,
             self.mempool,
-            coinbase=parse_address(self.config.mining.coinbase),
             block_time=self.config.mining.block_time,
             max_block_txs=self.config.mining.max_block_txs,
         )

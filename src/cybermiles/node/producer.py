@@ -24,12 +24,15 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
+from dataclasses import replace
 from typing import Any, TypeVar
 
+from cybermiles.chain.params import Params
 from cybermiles.chain.transactions import SET_CODE_TX_TYPE
 from cybermiles.execution.errors import NonceTooHigh
-from cybermiles.mempool import Mempool
-from cybermiles.node.blockchain import Blockchain, BuiltBlock, StateEdit
+from cybermiles.mempool import Mempool, MempoolConfig
+from cybermiles.modules.addresses import STAKING
+from cybermiles.node.blockchain import Blockchain, BuiltBlock, StateEdit, UpgradeRequired
 
 log = logging.getLogger("cybermiles.producer")
 
@@ -42,14 +45,12 @@ class BlockProducer:
         chain: Blockchain,
         mempool: Mempool,
         *,
-        coinbase: bytes,
         block_time: float,
         max_block_txs: int,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.chain = chain
         self.mempool = mempool
-        self.coinbase = coinbase
         self.block_time = block_time
         self.max_block_txs = max_block_txs
         self.clock = clock
@@ -158,6 +159,8 @@ class BlockProducer:
                         future.set_exception(exc)
                     continue
                 self.produce(1 if self.automine else self.max_block_txs)
+        except UpgradeRequired as exc:  # a clean stop: the operator must install the new version
+            self.error = exc
         except BaseException as exc:  # the node must stop rather than run without a producer
             log.exception("block producer failed")
             self.error = exc
@@ -179,11 +182,12 @@ class BlockProducer:
         block = self.chain.build_block(
             candidates,
             timestamp=self.block_timestamp() if timestamp is None else timestamp,
-            coinbase=self.coinbase,
+            coinbase=STAKING,  # fees go to the block's reward pool (docs/staking.md)
             max_txs=max_txs,
             state_edit=state_edit,
         )
         update_pool(self.mempool, block, state_edited=state_edit is not None)
+        self.mempool.config = pool_config(self.mempool.config, self.chain.params)
         elapsed_ms = (time.perf_counter() - started) * 1000
         log.info(
             "block %d txs=%d gas=%d ms=%.1f hash=0x%s",
@@ -199,6 +203,19 @@ class BlockProducer:
             except Exception:  # a subscriber's failure must never stop block production
                 log.exception("block listener failed")
         return block
+
+
+def pool_config(config: MempoolConfig, params: Params) -> MempoolConfig:
+    """``config`` with the admission limits of ``params`` (governance may have changed them)."""
+    wanted = {
+        "min_gas_price": params.min_gas_price,
+        "free_tx_quota": params.free_tx_quota,
+        "block_gas_limit": params.block_gas_limit,
+        "max_tx_size": params.max_tx_size,
+    }
+    if all(getattr(config, name) == value for name, value in wanted.items()):
+        return config
+    return replace(config, **wanted)
 
 
 def update_pool(mempool: Mempool, block: BuiltBlock, *, state_edited: bool = False) -> None:

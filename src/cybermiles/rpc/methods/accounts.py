@@ -82,7 +82,16 @@ class UnknownAccount(ServerError):
 
 @methods.method("eth_sendTransaction")
 def send_transaction(node: Any, transaction: Any) -> str:
-    tx = _filled(node, transaction, "transaction", allow_impersonated=True)
+    return send(node, transaction, "transaction")
+
+
+def send(node: Any, transaction: Any, name: str) -> str:
+    """Fill, sign and submit ``transaction`` exactly as eth_sendTransaction does; its hash.
+
+    ``name`` names the argument in -32602 messages. Other namespaces (``cmt_*``) send their
+    module calls through here.
+    """
+    tx = _filled(node, transaction, name, allow_impersonated=True)
     key = node.accounts.key(tx.sender)
     if key is None:
         signed = _impersonated(node, tx)
