@@ -13,13 +13,13 @@ import click
 from rich.table import Table
 
 from cybermiles.cli.rpc_client import (
-    RpcClient,
     address_callback,
     cmt_amount,
     format_cmt,
     height_option,
     json_option,
     print_table,
+    query,
     rpc_option,
     send_and_wait,
     table_cmt,
@@ -32,10 +32,6 @@ PROPOSED_TOPIC = "0x" + keccak256(b"Proposed(uint256,address,uint8,uint256)").he
 ANSWERS = ("Y", "N", "A", "yes", "no", "abstain")
 # Parameters that are wei amounts (shown in CMT in tables).
 AMOUNT_PARAMS = frozenset({"min_gas_price", "min_staking_amount", "proposal_deposit"})
-
-
-def _height_param(height: int | None) -> list[Any]:
-    return [] if height is None else [hex(height)]
 
 
 def deposit_option(command: Any) -> Any:
@@ -201,9 +197,8 @@ def _detail(kind: str, detail: dict[str, Any]) -> str:
 @json_option
 def list_command(rpc_url: str, height: int | None, as_json: bool) -> None:
     """List every proposal with its status and votes (voting power, CMT)."""
-    answer = RpcClient(rpc_url).call("cmt_queryProposals", *_height_param(height))
-    if as_json:
-        click.echo(json.dumps(answer, indent=2))
+    answer = query(rpc_url, "cmt_queryProposals", height=height, as_json=as_json)
+    if answer is None:
         return
     proposals = answer["data"]
     if not proposals:
@@ -244,9 +239,8 @@ def list_command(rpc_url: str, height: int | None, as_json: bool) -> None:
 @json_option
 def params_command(rpc_url: str, height: int | None, as_json: bool) -> None:
     """Show the chain parameters in force (docs/staking.md explains each)."""
-    answer = RpcClient(rpc_url).call("cmt_queryParams", *_height_param(height))
-    if as_json:
-        click.echo(json.dumps(answer, indent=2))
+    answer = query(rpc_url, "cmt_queryParams", height=height, as_json=as_json)
+    if answer is None:
         return
     table = Table(title=f"Parameters at block {answer['height']}")
     table.add_column("name")

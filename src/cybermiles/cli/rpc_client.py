@@ -238,6 +238,19 @@ def format_rate(rate: str) -> str:
 # --- transactions -----------------------------------------------------------------------------
 
 
+def query(
+    rpc_url: str, method: str, *params: Any, height: int | None, as_json: bool
+) -> dict[str, Any] | None:
+    """Call a ``cmt_query*`` method (at ``height``, default latest); with ``as_json`` print the
+    answer and return None, else return ``{"height", "data"}`` for a table."""
+    height_params = [] if height is None else [hex(height)]
+    answer = RpcClient(rpc_url).call(method, *params, *height_params)
+    if as_json:
+        click.echo(json.dumps(answer, indent=2))
+        return None
+    return answer
+
+
 def send_and_wait(
     rpc_url: str, method: str, args: dict[str, Any], timeout: float
 ) -> dict[str, Any]:

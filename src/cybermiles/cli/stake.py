@@ -8,7 +8,6 @@ for the receipt and prints the outcome. Amounts are CMT (``1000``, ``0.5``) or w
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import click
@@ -23,6 +22,7 @@ from cybermiles.cli.rpc_client import (
     height_option,
     json_option,
     print_table,
+    query,
     rpc_option,
     send_and_wait,
     table_cmt,
@@ -40,10 +40,6 @@ def _description_options(command: Any) -> Any:
 
 def _description(values: dict[str, str | None]) -> dict[str, str]:
     return {field: values[field] for field in DESCRIPTION_FIELDS if values.get(field) is not None}
-
-
-def _height_param(height: int | None) -> list[Any]:
-    return [] if height is None else [hex(height)]
 
 
 @click.group("stake", context_settings={"help_option_names": ["-h", "--help"]})
@@ -175,9 +171,8 @@ def withdraw_command(
 @json_option
 def validators_command(rpc_url: str, height: int | None, as_json: bool) -> None:
     """List every candidate: validators, backups and the others, by rank."""
-    answer = RpcClient(rpc_url).call("cmt_queryValidators", *_height_param(height))
-    if as_json:
-        click.echo(json.dumps(answer, indent=2))
+    answer = query(rpc_url, "cmt_queryValidators", height=height, as_json=as_json)
+    if answer is None:
         return
     candidates = sorted(answer["data"], key=lambda c: c["rank"])
     table = Table(title=f"Candidates at block {answer['height']}")
@@ -223,9 +218,8 @@ def validators_command(rpc_url: str, height: int | None, as_json: bool) -> None:
 @click.argument("address", callback=address_callback)
 def delegator_command(rpc_url: str, height: int | None, as_json: bool, address: str) -> None:
     """Show the delegations of ADDRESS."""
-    answer = RpcClient(rpc_url).call("cmt_queryDelegator", address, *_height_param(height))
-    if as_json:
-        click.echo(json.dumps(answer, indent=2))
+    answer = query(rpc_url, "cmt_queryDelegator", address, height=height, as_json=as_json)
+    if answer is None:
         return
     rows = answer["data"]
     if not rows:
