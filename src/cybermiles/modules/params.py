@@ -12,6 +12,7 @@ from rlp.sedes import CountableList, List, big_endian_int, binary
 
 from cybermiles.chain.params import Params
 from cybermiles.modules.addresses import GOVERNANCE
+from cybermiles.modules.framework.codec import memoized
 from cybermiles.modules.framework.store import Backend, ModuleStore
 
 PARAMS_KEY = b"params"
@@ -28,10 +29,10 @@ def read_params(backend: Backend) -> Params:
     raw = ModuleStore(backend, GOVERNANCE).get(PARAMS_KEY)
     if raw is None:
         return Params()
+    return memoized(Params, raw, _decode_params)  # Params is frozen: safe to share
+
+
+def _decode_params(raw: bytes) -> Params:
     known = set(Params.__dataclass_fields__)
-    values = {
-        name.decode(): value
-        for name, value in rlp.decode(raw, sedes=_PAIRS)
-        if name.decode() in known
-    }
-    return Params(**values)
+    pairs = rlp.decode(raw, sedes=_PAIRS)
+    return Params(**{name.decode(): value for name, value in pairs if name.decode() in known})

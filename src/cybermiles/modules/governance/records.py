@@ -21,6 +21,8 @@ from enum import IntEnum
 import rlp
 from rlp.sedes import Binary, List, big_endian_int, binary
 
+from cybermiles.modules.framework.codec import decode
+
 ADDRESS = Binary.fixed_length(20)
 
 
@@ -194,8 +196,8 @@ def encode_proposal(proposal: Proposal) -> bytes:
 
 
 def decode_proposal(raw: bytes) -> Proposal:
-    (id_, kind, proposer, deposit, start, expire, status, end, tally, detail) = rlp.decode(
-        raw, sedes=_PROPOSAL
+    (id_, kind, proposer, deposit, start, expire, status, end, tally, detail) = decode(
+        raw, _PROPOSAL
     )
     kind = Kind(kind)
     return Proposal(
@@ -204,7 +206,7 @@ def decode_proposal(raw: bytes) -> Proposal:
         deposit=deposit,
         start_height=start,
         expire_height=expire,
-        detail=_detail_from(kind, list(rlp.decode(detail, sedes=_DETAIL_SEDES[kind]))),
+        detail=_detail_from(kind, list(decode(detail, _DETAIL_SEDES[kind]))),
         status=Status(status),
         end_height=end,
         tally=Tally(*tally),

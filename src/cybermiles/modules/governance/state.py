@@ -21,6 +21,7 @@ import rlp
 from rlp.sedes import Binary, CountableList, List, big_endian_int, binary
 
 from cybermiles.modules.addresses import GOVERNANCE
+from cybermiles.modules.framework.codec import decode
 from cybermiles.modules.framework.store import Backend, ModuleStore
 from cybermiles.modules.governance.records import Proposal, decode_proposal, encode_proposal
 
@@ -83,7 +84,7 @@ def proposal_count(backend: Backend) -> int:
 
 def active_ids(backend: Backend) -> list[int]:
     raw = _store(backend).get(ACTIVE_KEY)
-    return [] if raw is None else list(rlp.decode(raw, sedes=_IDS))
+    return [] if raw is None else list(decode(raw, _IDS))
 
 
 def set_active_ids(backend: Backend, ids: list[int]) -> None:
@@ -110,7 +111,7 @@ def get_votes(backend: Backend, proposal_id: int) -> dict[bytes, int]:
     raw = _store(backend).get(_votes_key(proposal_id))
     if raw is None:
         return {}
-    return {bytes(voter): answer for voter, answer in rlp.decode(raw, sedes=_VOTES)}
+    return {bytes(voter): answer for voter, answer in decode(raw, _VOTES)}
 
 
 def put_vote(backend: Backend, proposal_id: int, voter: bytes, answer: int) -> None:
@@ -132,7 +133,7 @@ def scheduled_changes(backend: Backend) -> list[ScheduledChange]:
         return []
     return [
         ScheduledChange(height, pid, bytes(name).decode(), value)
-        for height, pid, name, value in rlp.decode(raw, sedes=_SCHEDULED)
+        for height, pid, name, value in decode(raw, _SCHEDULED)
     ]
 
 
@@ -156,7 +157,7 @@ def upgrade_plans(backend: Backend) -> list[PlanRecord]:
         return []
     return [
         PlanRecord(height, pid, bytes(name).decode(), bytes(version).decode())
-        for height, pid, name, version in rlp.decode(raw, sedes=_UPGRADES)
+        for height, pid, name, version in decode(raw, _UPGRADES)
     ]
 
 

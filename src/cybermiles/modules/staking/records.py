@@ -9,53 +9,49 @@
 
 from __future__ import annotations
 
-import rlp
-from rlp.sedes import Binary, big_endian_int, boolean, text
+from dataclasses import dataclass
 
-address = Binary.fixed_length(20)
-hash32 = Binary.fixed_length(32)
+from cybermiles.modules.framework.record import Record
 
 DESCRIPTION_FIELDS = ("name", "website", "location", "email", "profile")
 
 
-class Candidate(rlp.Serializable):
+@dataclass(frozen=True, slots=True)
+class Candidate(Record):
     """A candidate (see the module docstring); ``active`` means it takes part in elections."""
 
-    fields = (
-        ("owner", address),
-        ("pub_key", hash32),
-        ("max_amount", big_endian_int),
-        ("comp_rate", big_endian_int),
-        ("shares", big_endian_int),
-        ("self_stake", big_endian_int),
-        ("name", text),
-        ("website", text),
-        ("location", text),
-        ("email", text),
-        ("profile", text),
-        ("verified", boolean),
-        ("active", boolean),
-        ("jailed_until", big_endian_int),
-        ("created_at", big_endian_int),
-        ("missed_blocks", big_endian_int),
-    )
+    owner: bytes  # 20 bytes
+    pub_key: bytes  # 32 bytes, Ed25519
+    max_amount: int
+    comp_rate: int
+    shares: int
+    self_stake: int
+    name: str
+    website: str
+    location: str
+    email: str
+    profile: str
+    verified: bool
+    active: bool
+    jailed_until: int
+    created_at: int
+    missed_blocks: int
 
     @property
     def description(self) -> tuple[str, str, str, str, str]:
         return (self.name, self.website, self.location, self.email, self.profile)
 
 
-class Delegation(rlp.Serializable):
+@dataclass(frozen=True, slots=True)
+class Delegation(Record):
     """A delegator's stake on one candidate; amounts are cumulative since it was created."""
 
-    fields = (
-        ("delegate_amount", big_endian_int),
-        ("award_amount", big_endian_int),
-        ("withdraw_amount", big_endian_int),
-        ("slash_amount", big_endian_int),
-        ("comp_rate", big_endian_int),
-        ("created_at", big_endian_int),
-    )
+    delegate_amount: int
+    award_amount: int
+    withdraw_amount: int
+    slash_amount: int
+    comp_rate: int
+    created_at: int
 
     @property
     def shares(self) -> int:
@@ -63,12 +59,11 @@ class Delegation(rlp.Serializable):
         return self.delegate_amount + self.award_amount - self.withdraw_amount - self.slash_amount
 
 
-class Unbonding(rlp.Serializable):
+@dataclass(frozen=True, slots=True)
+class Unbonding(Record):
     """``amount`` returns from ``candidate`` to ``delegator`` at the end of ``mature_height``."""
 
-    fields = (
-        ("delegator", address),
-        ("candidate", address),
-        ("amount", big_endian_int),
-        ("mature_height", big_endian_int),
-    )
+    delegator: bytes  # 20 bytes
+    candidate: bytes  # 20 bytes
+    amount: int
+    mature_height: int

@@ -42,38 +42,41 @@ def _signed(members: list[bytes], info: BlockInfo, table: PowerTable) -> list[by
     return sorted(m for m in members if m in table.candidates and (signers is None or m in signers))
 
 
-def _credit(state: StakingState, candidate: bytes, delegator: bytes, amount: int) -> None:
-    """Add ``amount`` to the award of ``delegator``'s delegation on ``candidate``."""
-    if amount == 0:
-        return
-    delegation = state.get_delegation(candidate, delegator)
-    if delegation is None:  # the owner's own delegation may have been emptied
-        owner = state.get_candidate(candidate)
-        rate = owner.comp_rate if owner is not None else 0
-        delegation = Delegation(0, 0, 0, 0, rate, 0)
-    state.put_delegation(
-        candidate, delegator, delegation.copy(award_amount=delegation.award_amount + amount)
-    )
-
-
 def pay_member(
     state: StakingState, member: bytes, share: int, power: int, table: PowerTable
 ) -> int:
-    """Pay one candidate's delegations their part of ``share``; return the candidate's total."""
+    """Pay one candidate's delegations their part of ``share``; return the candidate's total.
+
+    Each delegation is read and written once; the owner's commissions are summed and added to
+    its own delegation last (created with the candidate's rate if it had been emptied).
+    """
     candidate = state.get_candidate(member)
     if candidate is None:
         return 0
-    total = 0
+    owner = candidate.owner
+    total = commissions = 0
+    owner_delegation: Delegation | None = None
     for delegator, vp in sorted(table.delegations[member].items()):
         reward = share * vp // power
         if reward == 0:
             continue
         delegation = state.get_delegation(member, delegator)
-        rate = delegation.comp_rate if delegation is not None else candidate.comp_rate
-        commission = reward * rate // WAD
-        _credit(state, member, delegator, reward - commission)
-        _credit(state, member, candidate.owner, commission)
+        assert delegation is not None  # it has power
+        commission = reward * delegation.comp_rate // WAD
+        credited = delegation.copy(award_amount=delegation.award_amount + reward - commission)
+        if delegator == owner:
+            owner_delegation = credited
+        elif reward != commission:
+            state.replace_delegation(member, delegator, credited)
+        commissions += commission
         total += reward
+    if owner_delegation is None and commissions:
+        owner_delegation = state.get_delegation(member, owner)
+        if owner_delegation is None:
+            owner_delegation = Delegation(0, 0, 0, 0, candidate.comp_rate, 0)
+    if owner_delegation is not None:
+        award = owner_delegation.award_amount + commissions
+        state.put_delegation(member, owner, owner_delegation.copy(award_amount=award))
     if total:
         state.put_candidate(candidate.copy(shares=candidate.shares + total))
     return total

@@ -24,15 +24,17 @@ from __future__ import annotations
 import bisect
 
 import rlp
-from rlp.sedes import CountableList, List, big_endian_int, boolean
+from rlp.sedes import Binary, CountableList, List, big_endian_int, boolean
 
 from cybermiles.modules.addresses import STAKING
+from cybermiles.modules.framework.codec import decode
 from cybermiles.modules.framework.store import Backend, ModuleStore
-from cybermiles.modules.staking.records import Candidate, Delegation, Unbonding, address
+from cybermiles.modules.staking.records import Candidate, Delegation, Unbonding
 
+address = Binary.fixed_length(20)
 _ADDRESSES = CountableList(address)
 _HEIGHTS = CountableList(big_endian_int)
-_UNBONDINGS = CountableList(Unbonding)
+_UNBONDINGS = CountableList(Binary())  # each an encoded ``Unbonding``
 _AWARDS = CountableList(List([address, boolean, big_endian_int]))
 
 
@@ -50,7 +52,7 @@ class StakingState:
     # -- sorted address lists
     def _list(self, key: bytes) -> list[bytes]:
         raw = self.store.get(key)
-        return [] if raw is None else list(rlp.decode(raw, sedes=_ADDRESSES))
+        return [] if raw is None else list(decode(raw, _ADDRESSES))
 
     def _put_list(self, key: bytes, items: list[bytes]) -> None:
         if items:
@@ -77,7 +79,7 @@ class StakingState:
 
     def get_candidate(self, owner: bytes) -> Candidate | None:
         raw = self.store.get(b"candidate/" + owner)
-        return None if raw is None else rlp.decode(raw, sedes=Candidate)
+        return None if raw is None else Candidate.decode(raw)
 
     def candidates(self) -> list[Candidate]:
         """Every candidate, in address order."""
@@ -92,7 +94,7 @@ class StakingState:
         elif old.pub_key != candidate.pub_key:
             self.store.delete(b"pubkey/" + old.pub_key)
         self.store.put(b"pubkey/" + candidate.pub_key, candidate.owner)
-        self.store.put(b"candidate/" + candidate.owner, rlp.encode(candidate))
+        self.store.put(b"candidate/" + candidate.owner, candidate.encode())
 
     def delete_candidate(self, owner: bytes) -> None:
         old = self.get_candidate(owner)
@@ -115,7 +117,7 @@ class StakingState:
 
     def get_delegation(self, candidate: bytes, delegator: bytes) -> Delegation | None:
         raw = self.store.get(b"delegation/" + candidate + delegator)
-        return None if raw is None else rlp.decode(raw, sedes=Delegation)
+        return None if raw is None else Delegation.decode(raw)
 
     def put_delegation(self, candidate: bytes, delegator: bytes, delegation: Delegation) -> None:
         """Store ``delegation``; one whose shares reached 0 is removed instead."""
@@ -129,7 +131,14 @@ class StakingState:
         if self.store.get(key) is None:
             self._insert(b"delegators/" + candidate, delegator)
             self._insert(b"delegated/" + delegator, candidate)
-        self.store.put(key, rlp.encode(delegation))
+        self.store.put(key, delegation.encode())
+
+    def replace_delegation(
+        self, candidate: bytes, delegator: bytes, delegation: Delegation
+    ) -> None:
+        """Overwrite an existing delegation whose shares stay above 0 (no index changes)."""
+        assert delegation.shares > 0
+        self.store.put(b"delegation/" + candidate + delegator, delegation.encode())
 
     # -- unbonding
     def pending(self, candidate: bytes, delegator: bytes) -> int:
@@ -137,11 +146,11 @@ class StakingState:
 
     def unbonding_heights(self) -> list[int]:
         raw = self.store.get(b"unbonding_heights")
-        return [] if raw is None else list(rlp.decode(raw, sedes=_HEIGHTS))
+        return [] if raw is None else list(decode(raw, _HEIGHTS))
 
     def unbondings_at(self, height: int) -> list[Unbonding]:
         raw = self.store.get(_height_key(height))
-        return [] if raw is None else list(rlp.decode(raw, sedes=_UNBONDINGS))
+        return [] if raw is None else [Unbonding.decode(e) for e in decode(raw, _UNBONDINGS)]
 
     def add_unbonding(self, entry: Unbonding) -> None:
         height = entry.mature_height
@@ -151,7 +160,8 @@ class StakingState:
             bisect.insort(heights, height)
             self.store.put(b"unbonding_heights", rlp.encode(heights, sedes=_HEIGHTS))
         entries.append(entry)
-        self.store.put(_height_key(height), rlp.encode(entries, sedes=_UNBONDINGS))
+        encoded = [e.encode() for e in entries]
+        self.store.put(_height_key(height), rlp.encode(encoded, sedes=_UNBONDINGS))
         key = b"pending/" + entry.candidate + entry.delegator
         self.store.put_int(key, self.store.get_int(key) + entry.amount)
 
@@ -214,7 +224,7 @@ class StakingState:
         raw = self.store.get(b"awards")
         if raw is None:
             return []
-        return [(a, bool(b), n) for a, b, n in rlp.decode(raw, sedes=_AWARDS)]
+        return [(a, bool(b), n) for a, b, n in decode(raw, _AWARDS)]
 
     def set_awards(self, awards: list[tuple[bytes, bool, int]]) -> None:
         if awards:
