@@ -21,6 +21,7 @@ interface IStaking {
     event Delegated(address indexed delegator, address indexed candidate, uint256 amount);
     event Withdrawn(address indexed delegator, address indexed candidate, uint256 amount, uint256 matureHeight);
     event CompRateSet(address indexed candidate, address indexed delegator, uint256 compRate);
+    event BeaconCommitted(address indexed candidate, bytes32 commitment);
 
     /// Become a candidate; msg.value must be the self-stake, maxAmount * self_staking_ratio / 10000.
     function declareCandidacy(bytes32 pubKey, uint256 maxAmount, uint256 compRate, Description calldata description)
@@ -52,6 +53,10 @@ interface IStaking {
 
     /// The caller (a candidate) sets the comp rate of one of its delegations, at most its own rate.
     function setCompRate(address delegator, uint256 compRate) external;
+
+    /// The caller (a candidate) registers the tip of its hash onion for the random beacon (docs/beacon.md);
+    /// it takes effect 64 blocks later, replacing the current one. bytes32(0) withdraws the commitment.
+    function setBeaconCommitment(bytes32 commitment) external;
 
     function candidate(address candidate)
         external

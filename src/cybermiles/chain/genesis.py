@@ -12,12 +12,15 @@ File format (``genesis.json``)::
       "validators": [{"address": "0xOWNER", "pub_key": "0x<32-byte ed25519>",
                       "max_amount": "10000000000000000000000000", "comp_rate": "0.2",
                       "name": "v0", "website": "", "location": "", "email": "", "profile": "",
-                      "delegations": [{"address": "0xDELEGATOR", "amount": "..."}]}]
+                      "delegations": [{"address": "0xDELEGATOR", "amount": "..."}],
+                      "beacon_commitment": "0x<32-byte hash-onion tip, optional>"}]
     }
 
 A genesis validator is a candidate declared at block 0: its self-stake (``max_amount ×
 self_staking_ratio / 10000``) and its delegations are created in the staking module's balance,
 on top of ``alloc``. ``comp_rate`` is a decimal fraction (``"0.2"``) or 18-decimal fixed point.
+``beacon_commitment``, optional, is the tip of the validator's hash onion for the random beacon
+(docs/beacon.md), live from block 1.
 
 Integers may be JSON numbers, decimal strings or 0x-hex strings. Every error names its field.
 The EIP-2935 block-hash history contract is added to ``alloc`` unless already present.
@@ -62,6 +65,7 @@ class GenesisValidator:
     comp_rate: int  # 18-decimal fixed point
     description: tuple[str, str, str, str, str] = ("", "", "", "", "")  # DESCRIPTION_FIELDS
     delegations: tuple[tuple[bytes, int], ...] = ()  # (delegator, amount)
+    beacon_commitment: bytes = b""  # 32-byte hash-onion tip, or b"": none
 
     @property
     def name(self) -> str:
@@ -103,6 +107,8 @@ def _validator_json(v: GenesisValidator) -> dict[str, Any]:
         out["delegations"] = [
             {"address": "0x" + a.hex(), "amount": str(amount)} for a, amount in v.delegations
         ]
+    if v.beacon_commitment:
+        out["beacon_commitment"] = "0x" + v.beacon_commitment.hex()
     return out
 
 
@@ -178,7 +184,15 @@ def _parse_validator(index: int, data: Any) -> GenesisValidator:
     where = f"validators[{index}]"
     if not isinstance(data, dict):
         raise GenesisError(f"{where}: expected an object")
-    known = {"address", "pub_key", "max_amount", "comp_rate", "delegations", *DESCRIPTION_FIELDS}
+    known = {
+        "address",
+        "pub_key",
+        "max_amount",
+        "comp_rate",
+        "delegations",
+        "beacon_commitment",
+        *DESCRIPTION_FIELDS,
+    }
     unknown = set(data) - known
     if unknown:
         raise GenesisError(f"{where}.{sorted(unknown)[0]}: unknown field")
@@ -206,6 +220,12 @@ def _parse_validator(index: int, data: Any) -> GenesisValidator:
             raise GenesisError(f"{at}: expected an object with address and amount")
         amount = _ranged(item.get("amount", 0), f"{at}.amount", 2**128, low=1)
         delegations.append((parse_address(item.get("address"), f"{at}.address"), amount))
+    beacon_commitment = b""
+    if "beacon_commitment" in data:
+        at = f"{where}.beacon_commitment"
+        beacon_commitment = parse_hex_bytes(data["beacon_commitment"], at)
+        if len(beacon_commitment) != 32 or beacon_commitment == bytes(32):
+            raise GenesisError(f"{at}: expected 32 non-zero bytes, got 0x{beacon_commitment.hex()}")
     return GenesisValidator(
         address=address,
         pub_key=pub_key,
@@ -213,6 +233,7 @@ def _parse_validator(index: int, data: Any) -> GenesisValidator:
         comp_rate=parse_comp_rate(data.get("comp_rate", "0.2"), f"{where}.comp_rate"),
         description=tuple(description),  # type: ignore[arg-type]
         delegations=tuple(delegations),
+        beacon_commitment=beacon_commitment,
     )
 
 

@@ -7,7 +7,9 @@ and the genesis validators are declared with their stake.
 End of block ``h``, after its transactions, in this order:
 1. staking: evidence, downtime, rewards (mint + the block's fees), matured unbonding;
 2. governance: tallies, deposits, transfers, parameter changes due at ``h``, upgrade plans;
-3. the election, when ``h`` closes an epoch, with the beacon of the block.
+3. the election, when ``h`` closes an epoch, with the beacon of the block: ``info.beacon``
+   (the random beacon, docs/beacon.md) or, when the caller supplies none, the placeholder
+   ``beacon_for(parent hash)``.
 Parameter changes made at step 2 govern the next block (they are read again before it).
 """
 
@@ -46,4 +48,5 @@ def end_block(backend: Backend, info: BlockInfo) -> None:
     staking.end_block(backend, info, params)
     governance.end_block(backend, info, params)
     if staking.should_elect(info.number, params):
-        staking.elect(backend, read_params(backend), beacon_for(info.parent_hash))
+        beacon = info.beacon or beacon_for(info.parent_hash)
+        staking.elect(backend, read_params(backend), beacon)

@@ -1,4 +1,4 @@
-"""What the end of a block tells the modules: height, fees, who signed, evidence."""
+"""What the end of a block tells the modules: height, fees, who signed, evidence, beacon."""
 
 from __future__ import annotations
 
@@ -25,3 +25,4 @@ class BlockInfo:
         None  # candidates whose signature the commit holds; None: all
     )
     evidence: tuple[DoubleSign, ...] = ()
+    beacon: bytes = b""  # the block's random beacon (its mixHash); b"": not supplied

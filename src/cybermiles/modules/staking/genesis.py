@@ -3,7 +3,8 @@
 Each genesis validator becomes an active, unverified candidate with self-stake
 ``max_amount * self_staking_ratio // 10000`` and its listed delegations. All that stake is
 created in the module's balance, ``total_supply`` is ``alloc_supply`` plus it, and the first
-election runs with ``beacon_for(bytes(32))``.
+election runs with ``beacon_for(bytes(32))``. A validator's ``beacon_commitment``, if given, is
+its random-beacon commitment, live from block 1 with ``ONION_LENGTH`` reveals.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ from cybermiles.crypto.address import to_checksum
 from cybermiles.modules.addresses import STAKING
 from cybermiles.modules.framework.store import Backend
 from cybermiles.modules.staking.beacon import beacon_for
+from cybermiles.modules.staking.beacon_commitments import ONION_LENGTH
 from cybermiles.modules.staking.bonding import bond
 from cybermiles.modules.staking.lifecycle import elect
 from cybermiles.modules.staking.module import WAD, self_stake_for
 from cybermiles.modules.staking.records import Candidate
-from cybermiles.modules.staking.state import StakingState
+from cybermiles.modules.staking.state import BeaconCommitment, StakingState
 
 GENESIS_HEIGHT = 0
 
@@ -44,6 +46,10 @@ def check_validators(validators: tuple[GenesisValidator, ...], params: Params) -
             raise ValueError(f"{who}: a delegator is listed twice")
         if any(amount <= 0 for _, amount in v.delegations):
             raise ValueError(f"{who}: delegation amounts must be positive")
+        if v.beacon_commitment and (
+            len(v.beacon_commitment) != 32 or v.beacon_commitment == bytes(32)
+        ):
+            raise ValueError(f"{who}: beacon_commitment must be 32 non-zero bytes")
         stake = self_stake_for(v.max_amount, params) + sum(a for _, a in v.delegations)
         if stake > v.max_amount:
             raise ValueError(
@@ -84,6 +90,10 @@ def init_staking(
         for delegator, amount in v.delegations:
             candidate = bond(state, candidate, delegator, amount, GENESIS_HEIGHT)
         state.put_candidate(candidate)
+        if v.beacon_commitment:
+            state.set_beacon_commitment(
+                v.address, BeaconCommitment(v.beacon_commitment, ONION_LENGTH, b"", 0)
+            )
         staked += candidate.shares
     state.store.mint(STAKING, staked)
     state.set_total_supply(alloc_supply + staked)

@@ -27,6 +27,7 @@ from cybermiles.crypto.address import to_checksum
 from cybermiles.modules.addresses import STAKING
 from cybermiles.modules.framework.module import CallContext, Module, ModuleError, method
 from cybermiles.modules.params import read_params
+from cybermiles.modules.staking import beacon_commitments
 from cybermiles.modules.staking.bonding import bond, start_unbonding
 from cybermiles.modules.staking.power import power_table
 from cybermiles.modules.staking.records import DESCRIPTION_FIELDS, Candidate
@@ -312,6 +313,24 @@ class StakingModule(Module):
             "CompRateSet(address,address,uint256)",
             [("address", record.owner), ("address", who)],
             [("uint256", comp_rate)],
+        )
+
+    # -- the random beacon
+    @method("setBeaconCommitment(bytes32)", gas=CALL_GAS)
+    def set_beacon_commitment(self, ctx: CallContext, commitment: bytes) -> None:
+        """Register the tip of a hash onion, live from ``COMMIT_DELAY`` blocks on; all zero
+        withdraws the commitment (``modules/staking/beacon_commitments.py``)."""
+        state = StakingState(ctx.backend)
+        require_candidate(state, ctx.sender)
+        if commitment == bytes(32) and not beacon_commitments.has_commitment(
+            state, ctx.sender, ctx.number
+        ):
+            raise ModuleError("staking: no beacon commitment to withdraw")
+        beacon_commitments.commit(state, ctx.sender, commitment, ctx.number)
+        ctx.emit(
+            "BeaconCommitted(address,bytes32)",
+            [("address", ctx.sender)],
+            [("bytes32", commitment)],
         )
 
     # -- views

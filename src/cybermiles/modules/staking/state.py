@@ -16,18 +16,21 @@ key                            value
 ``validators``                 RLP list: the current validators, highest power first
 ``backups``                    RLP list: the current backups, in draw order
 ``awards``                     RLP list of ``[candidate, is_backup, amount]`` of the last block
+``beacon/<owner>``             ``BeaconCommitment``: the candidate's random-beacon commitment
 =============================  ==============================================================
 """
 
 from __future__ import annotations
 
 import bisect
+from dataclasses import dataclass
 
 import rlp
 from rlp.sedes import Binary, CountableList, List, big_endian_int, boolean
 
 from cybermiles.modules.addresses import STAKING
 from cybermiles.modules.framework.codec import decode
+from cybermiles.modules.framework.record import Record
 from cybermiles.modules.framework.store import Backend, ModuleStore
 from cybermiles.modules.staking.records import Candidate, Delegation, Unbonding
 
@@ -36,6 +39,22 @@ _ADDRESSES = CountableList(address)
 _HEIGHTS = CountableList(big_endian_int)
 _UNBONDINGS = CountableList(Binary())  # each an encoded ``Unbonding``
 _AWARDS = CountableList(List([address, boolean, big_endian_int]))
+
+
+@dataclass(frozen=True, slots=True)
+class BeaconCommitment(Record):
+    """A candidate's hash-onion commitment (``modules/staking/beacon_commitments.py``).
+
+    ``commitment`` is the live one (``b""``: none), which its next reveal must open, and
+    ``reveals_left`` how many reveals it still allows. ``next_commitment`` replaces it from
+    height ``next_from`` on (``b""`` there: the commitment is withdrawn); ``next_from`` 0 means
+    nothing is pending.
+    """
+
+    commitment: bytes
+    reveals_left: int
+    next_commitment: bytes
+    next_from: int
 
 
 def _height_key(height: int) -> bytes:
@@ -104,6 +123,7 @@ class StakingState:
         self.store.delete(b"candidate/" + owner)
         self._remove(b"candidates", owner)
         self.leave_sets(owner)
+        self.set_beacon_commitment(owner, None)
 
     def owner_of_pub_key(self, pub_key: bytes) -> bytes | None:
         return self.store.get(b"pubkey/" + pub_key)
@@ -231,6 +251,19 @@ class StakingState:
             self.store.put(b"awards", rlp.encode([list(a) for a in awards], sedes=_AWARDS))
         else:
             self.store.delete(b"awards")
+
+    # -- random-beacon commitments
+    def beacon_commitment(self, owner: bytes) -> BeaconCommitment | None:
+        raw = self.store.get(b"beacon/" + owner)
+        return None if raw is None else BeaconCommitment.decode(raw)
+
+    def set_beacon_commitment(self, owner: bytes, record: BeaconCommitment | None) -> None:
+        """Store ``record``; None (or a record with nothing live or pending) deletes it."""
+        key = b"beacon/" + owner
+        if record is None or (not record.commitment and not record.next_from):
+            self.store.delete(key)
+        else:
+            self.store.put(key, record.encode())
 
 
 def has_stake(backend: Backend, address: bytes) -> bool:
