@@ -35,6 +35,11 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
         "stake_group",
         "Staking: declare candidacies, delegate, withdraw, list validators (over JSON-RPC).",
     ),
+    "testnet": (
+        "cybermiles.cli.testnet",
+        "testnet_group",
+        "Write and run a local multi-validator network on loopback.",
+    ),
 }
 
 
