@@ -287,6 +287,14 @@ NOT_IN_SPEC: dict[str, tuple[str, Callable[[Any], bool]]] = {
         CMT,
         is_height_data(lambda v: isinstance(v, dict) and "proposal_deposit" in v),
     ),
+    "cmt_consensusState": (
+        CMT,
+        lambda v: (
+            isinstance(v, dict)
+            and set(v) == {"height", "round", "step", "committed", "peers", "node_id"}
+            and v["height"] == v["committed"] + 1
+        ),
+    ),
 }
 
 
@@ -467,6 +475,7 @@ CMT_STEPS: list[Step] = [
     ),
     Step("cmt_proposeChangeParam", lambda c: [own(name="max_vals", value="21")]),
     Step("cmt_queryProposals", until=proposals_at_least(1)),
+    Step("cmt_consensusState"),
     Step("cmt_vote", lambda c: [own(proposalId="1", answer="Y")]),
     Step(
         "cmt_queryParams",

@@ -25,6 +25,11 @@ TABLES = (
     b"history",  # reverse diffs: kind + key + be64(number) -> value before block `number`
     b"histidx",  # be64(number) -> concatenated history keys written by that block (pruning)
     b"freetx",  # be64(window) + address -> be32(free transactions used in that window)
+    # BFT consensus (node.consensus_app), written in the block's own write transaction:
+    b"consensus",  # be64(number) -> RLP [last_commit, [evidence...], beacon_reveal] of the block
+    b"seencommit",  # be64(number) -> this node's own commit of the block (for sync)
+    b"valsets",  # be64(height) -> encoded ValidatorSet (with priorities) voting on that height
+    b"evidence",  # evidence hash -> be64(number of the block that included it)
 )
 
 DEFAULT_MAP_SIZE = 1 << 40  # 1 TiB of address space; the file grows only as data is written

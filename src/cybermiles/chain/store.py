@@ -56,6 +56,31 @@ def write_block(
     return block_hash
 
 
+def write_consensus_data(
+    txn: lmdb.Transaction, db: Database, number: int, data: bytes, evidence_hashes: list[bytes]
+) -> None:
+    """Store block ``number``'s consensus data (``block_codec.encode_consensus_data``) and mark
+    its evidence as included (in the block's own write transaction)."""
+    key = be64(number)
+    txn.put(key, data, db=db[b"consensus"])
+    table = db[b"evidence"]
+    for evidence_hash in evidence_hashes:
+        txn.put(evidence_hash, key, db=table)
+
+
+def write_seen_commit(txn: lmdb.Transaction, db: Database, number: int, commit: bytes) -> None:
+    """Store this node's own commit of block ``number`` (served to syncing peers until the
+    next block's ``last_commit`` canonicalises it)."""
+    txn.put(be64(number), commit, db=db[b"seencommit"])
+
+
+def write_validator_set(
+    txn: lmdb.Transaction, db: Database, height: int, encoded_set: bytes
+) -> None:
+    """Store the (encoded) validator set that votes on ``height``."""
+    txn.put(be64(height), encoded_set, db=db[b"valsets"])
+
+
 class BlockStore:
     """Thread-safe readers over the block tables."""
 
@@ -95,6 +120,27 @@ class BlockStore:
         if raw is None:
             return None
         return [decode_receipt(item) for item in rlp.decode(raw)]
+
+    def consensus_data(self, number: int) -> bytes | None:
+        """Block ``number``'s consensus data (``block_codec.decode_consensus_data``)."""
+        return self._get(b"consensus", be64(number))
+
+    def seen_commit(self, number: int) -> bytes | None:
+        return self._get(b"seencommit", be64(number))
+
+    def validator_set(self, height: int) -> bytes | None:
+        """The encoded validator set of ``height``, if stored."""
+        return self._get(b"valsets", be64(height))
+
+    def evidence_height(self, evidence_hash: bytes) -> int | None:
+        """The number of the block that included the evidence, if any."""
+        raw = self._get(b"evidence", evidence_hash)
+        return None if raw is None else int.from_bytes(raw, "big")
+
+    def raw_body(self, number: int) -> list[bytes] | None:
+        """The raw transactions of block ``number`` (without senders)."""
+        body = self.body(number)
+        return None if body is None else [tx.raw for tx in body]
 
     def tx_location(self, tx_hash: bytes) -> TxLocation | None:
         raw = self._get(b"txindex", tx_hash)

@@ -30,7 +30,7 @@ def run_node(node: Node, *, on_started: Callable[[str], None] | None = None) -> 
         log.error("%s", exc)
         raise SystemExit(UPGRADE_EXIT_CODE) from None
     asyncio.run(_serve(node, on_started))
-    error = node.producer.error
+    error = node.error
     if isinstance(error, UpgradeRequired):
         raise SystemExit(UPGRADE_EXIT_CODE)
     if error is not None:
@@ -53,7 +53,7 @@ async def _serve(node: Node, on_started: Callable[[str], None] | None) -> None:
     log.info("JSON-RPC (HTTP and WebSocket) listening on %s", url)
     try:
         while not stop.is_set():
-            error = node.producer.error
+            error = node.error
             if isinstance(error, UpgradeRequired):
                 log.error("stopping: %s", error)
                 break

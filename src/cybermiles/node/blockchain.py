@@ -4,6 +4,13 @@ Every block commits in ONE LMDB write transaction holding the state changes, the
 the header, body, receipts, transaction index, free-transfer counts and the head pointer. A crash
 therefore leaves either the whole block or none of it; on restart the in-memory tries are rebuilt
 from the flat state and their root is checked against the head header.
+
+A block can also be executed without being persisted (``prepare_block``: header complete,
+state root computed in the in-memory tries, LMDB writes collected) and then committed
+(``commit_prepared``, the same single write transaction) or discarded (``discard_prepared``,
+which undoes the trie updates exactly). BFT consensus (``node.consensus_app``) uses that to
+check a proposal once and commit it without executing it again; the dev producer's
+``build_block`` prepares and commits at once.
 """
 
 from __future__ import annotations
@@ -16,11 +23,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import lmdb
+
 import cybermiles
 from cybermiles.chain.database import Database
 from cybermiles.chain.errors import ChainError
 from cybermiles.chain.genesis import Genesis
 from cybermiles.chain.header import EMPTY_OMMERS_HASH, ZERO_HASH, Header, header_hash, make_header
+from cybermiles.chain.params import Params
 from cybermiles.chain.receipts import EMPTY_BLOOM, Receipt
 from cybermiles.chain.store import BlockStore, write_block
 from cybermiles.chain.transactions import Transaction
@@ -40,7 +50,7 @@ from cybermiles.node.dev import rewind_tables, unlimited_code_params
 from cybermiles.state.account import Account
 from cybermiles.state.trie import BLANK_ROOT, ordered_trie_root
 from cybermiles.state.view import StateView
-from cybermiles.state.world import WorldState
+from cybermiles.state.world import PreparedState, WorldState
 
 
 def genesis_digest(genesis: Genesis) -> bytes:
@@ -74,6 +84,10 @@ class UpgradeRequired(ChainError):
         self.plan = plan
 
 
+class InvalidBlock(ChainError):
+    """A block from the network that cannot execute whole (a transaction is rejected)."""
+
+
 @dataclass(frozen=True, slots=True)
 class BuiltBlock:
     header: Header
@@ -82,6 +96,23 @@ class BuiltBlock:
     receipts: list[Receipt]
     rejected: list[tuple[Transaction, TxRejected]]
     timings: dict[str, float]  # seconds: execute, state_root, commit (for logs and benchmarks)
+
+
+@dataclass(slots=True)
+class PreparedBlock:
+    """An executed block, its header complete, not persisted (``Blockchain.prepare_block``)."""
+
+    header: Header
+    hash: bytes
+    transactions: list[Transaction]
+    receipts: list[Receipt]
+    rejected: list[tuple[Transaction, TxRejected]]
+    timings: dict[str, float]
+    encoded_receipts: list[bytes]
+    state: PreparedState
+    free: FreeTxCounter
+    params: Params  # in force for the block after this one
+    extra: object = None  # what ``on_state`` returned
 
 
 class Blockchain:
@@ -223,60 +254,255 @@ class Blockchain:
         candidates whose signatures the previous commit holds; None: all) and ``evidence`` come
         from consensus. Raises ``UpgradeRequired`` instead of building a block that a passed
         upgrade proposal reserves for another version.
+
+        The same as :meth:`prepare_block` then :meth:`commit_prepared` under one lock hold,
+        without the undo journal (the block always commits).
         """
         with self._write_lock:
-            parent = self.head
-            number = parent.block_number + 1
-            self.check_upgrade(number)
-            env = BlockEnv(
-                number=number,
-                timestamp=self.next_timestamp(timestamp),
+            prepared = self._prepare(
+                txs,
+                timestamp=timestamp,
                 coinbase=coinbase,
-                gas_limit=self.params.block_gas_limit,
-                parent_hash=self.head_hash,
                 prev_randao=prev_randao,
-                chain_id=self.chain_id,
-                ancestor_hashes=self.ancestor_hashes(),
+                extra_data=extra_data,
+                max_txs=max_txs,
+                state_edit=state_edit,
+                signers=signers,
+                evidence=evidence,
+                undo=False,
             )
-            free = FreeTxCounter(self.db, free_tx_window(number, self.params))
-            executor = self._executor(env, free)
-            if state_edit is not None:
-                try:
-                    state_edit(self.world)
-                except BaseException:
-                    self.world.discard_block()
-                    raise
-                self.world.clear_journal()
-            rejected: list[tuple[Transaction, TxRejected]] = []
-            started = time.perf_counter()
+            return self._commit_prepared(prepared, None)
+
+    def prepare_block(
+        self,
+        txs: Iterable[Transaction],
+        *,
+        timestamp: int,
+        coinbase: bytes,
+        prev_randao: bytes = ZERO_HASH,
+        extra_data: bytes = b"",
+        max_txs: int | None = None,
+        signers: frozenset[bytes] | None = None,
+        evidence: tuple[DoubleSign, ...] = (),
+        beacon: bytes = b"",
+        strict: bool = False,
+        on_state: Callable[[WorldStateAccountDB], object] | None = None,
+    ) -> PreparedBlock:
+        """Execute a block on the head and compute its whole header without persisting it.
+
+        The result is committed with :meth:`commit_prepared` (one LMDB write transaction) or
+        dropped with :meth:`discard_prepared`, which leaves the state and the in-memory tries
+        exactly as before. At most one block is prepared at a time. With ``strict`` a
+        transaction the executor rejects raises ``InvalidBlock`` (a block from the network
+        must execute whole) instead of being skipped. ``on_state(backend)`` runs on the state
+        after the block (its end included) and its result is kept as ``PreparedBlock.extra``.
+        """
+        with self._write_lock:
+            return self._prepare(
+                txs,
+                timestamp=timestamp,
+                coinbase=coinbase,
+                prev_randao=prev_randao,
+                extra_data=extra_data,
+                max_txs=max_txs,
+                signers=signers,
+                evidence=evidence,
+                beacon=beacon,
+                strict=strict,
+                on_state=on_state,
+                undo=True,
+            )
+
+    def commit_prepared(
+        self,
+        prepared: PreparedBlock,
+        extra_writes: Callable[[lmdb.Transaction], None] | None = None,
+    ) -> BuiltBlock:
+        """Persist ``prepared`` (it must be the prepared block on the current head) in one
+        LMDB write transaction; ``extra_writes(txn)`` adds the caller's records (consensus
+        data) to the same transaction."""
+        with self._write_lock:
+            return self._commit_prepared(prepared, extra_writes)
+
+    def discard_prepared(self, prepared: PreparedBlock) -> None:
+        """Drop ``prepared``: state, tries and head are exactly as before it was prepared."""
+        with self._write_lock:
+            if self.world.prepared is prepared.state:
+                self.world.discard_prepared(prepared.state)
+
+    @property
+    def prepared(self) -> PreparedState | None:
+        """The world state's prepared (executed, not persisted) block, if any."""
+        return self.world.prepared
+
+    def _prepare(
+        self,
+        txs: Iterable[Transaction],
+        *,
+        timestamp: int,
+        coinbase: bytes,
+        prev_randao: bytes,
+        extra_data: bytes,
+        max_txs: int | None,
+        signers: frozenset[bytes] | None,
+        evidence: tuple[DoubleSign, ...],
+        undo: bool,
+        state_edit: StateEdit | None = None,
+        beacon: bytes = b"",
+        strict: bool = False,
+        on_state: Callable[[WorldStateAccountDB], object] | None = None,
+    ) -> PreparedBlock:
+        if self.world.prepared is not None:
+            raise ChainError(
+                f"block {self.world.prepared.number} is prepared: commit or discard it first"
+            )
+        parent = self.head
+        number = parent.block_number + 1
+        self.check_upgrade(number)
+        env = BlockEnv(
+            number=number,
+            timestamp=self.next_timestamp(timestamp),
+            coinbase=coinbase,
+            gas_limit=self.params.block_gas_limit,
+            parent_hash=self.head_hash,
+            prev_randao=prev_randao,
+            chain_id=self.chain_id,
+            ancestor_hashes=self.ancestor_hashes(),
+        )
+        free = FreeTxCounter(self.db, free_tx_window(number, self.params))
+        executor = self._executor(env, free)
+        if state_edit is not None:
+            try:
+                state_edit(self.world)
+            except BaseException:
+                self.world.discard_block()
+                raise
+            self.world.clear_journal()
+        rejected: list[tuple[Transaction, TxRejected]] = []
+        started = time.perf_counter()
+        try:
             for tx in txs:
                 if max_txs is not None and len(executor.transactions) >= max_txs:
                     break
                 try:
                     executor.apply(tx)
                 except TxRejected as exc:
+                    if strict:
+                        raise InvalidBlock(
+                            f"block {number}: transaction 0x{tx.hash.hex()} is invalid: {exc}"
+                        ) from exc
                     rejected.append((tx, exc))
-            executed = time.perf_counter()
-            info = BlockInfo(
-                number=number,
+        except BaseException:
+            self.world.discard_block()
+            raise
+        executed = time.perf_counter()
+        info = BlockInfo(
+            number=number,
+            timestamp=env.timestamp,
+            parent_hash=env.parent_hash,
+            fees=executor.fees if coinbase == STAKING else 0,
+            signers=signers,
+            evidence=evidence,
+            beacon=beacon,
+        )
+        try:
+            modules.end_block(self._backend(), info)
+            params = read_params(self._backend())  # in force for the block after this one
+            extra = None if on_state is None else on_state(self._backend())
+        except BaseException:
+            self.world.discard_block()
+            raise
+        self.world.clear_journal()
+        ended = time.perf_counter()
+        timings: dict[str, float] = {"execute": executed - started, "end_block": ended - executed}
+
+        txs_done, receipts = executor.transactions, executor.receipts
+        state = self.world.prepare_block(number, undo=undo)
+        timings["state_root"] = time.perf_counter() - ended
+        try:
+            started = time.perf_counter()
+            encoded_receipts = [r.encode() for r in receipts]  # once: root and storage
+            tx_root = ordered_trie_root([tx.raw for tx in txs_done]) if txs_done else BLANK_ROOT
+            receipt_root = ordered_trie_root(encoded_receipts) if receipts else BLANK_ROOT
+            timings["tx_receipt_roots"] = time.perf_counter() - started
+            header = make_header(
+                block_number=env.number,
+                gas_limit=env.gas_limit,
                 timestamp=env.timestamp,
                 parent_hash=env.parent_hash,
-                fees=executor.fees if coinbase == STAKING else 0,
-                signers=signers,
-                evidence=evidence,
+                uncles_hash=EMPTY_OMMERS_HASH,
+                coinbase=env.coinbase,
+                state_root=state.root,
+                transaction_root=tx_root,
+                receipt_root=receipt_root,
+                bloom=int.from_bytes(executor.bloom() if receipts else EMPTY_BLOOM, "big"),
+                gas_used=executor.gas_used,
+                extra_data=extra_data,
+                mix_hash=env.prev_randao,
             )
-            try:
-                modules.end_block(self._backend(), info)
-            except BaseException:
-                self.world.discard_block()
-                raise
-            self.world.clear_journal()
-            ended = time.perf_counter()
-            block = self._commit(env, executor, extra_data, rejected)
-            block.timings["execute"] = executed - started
-            block.timings["end_block"] = ended - executed
-            self.params = read_params(self._backend())
-            return block
+        except BaseException:
+            self._drop_prepared(state)
+            raise
+        return PreparedBlock(
+            header=header,
+            hash=header_hash(header),
+            transactions=txs_done,
+            receipts=receipts,
+            rejected=rejected,
+            timings=timings,
+            encoded_receipts=encoded_receipts,
+            state=state,
+            free=free,
+            params=params,
+            extra=extra,
+        )
+
+    def _drop_prepared(self, state: PreparedState) -> None:
+        if state.journal is not None:
+            self.world.discard_prepared(state)
+        else:  # no undo journal: rebuild the tries from the committed state
+            self.world = WorldState(self.db, history_blocks=self.world.history_blocks)
+
+    def _commit_prepared(
+        self,
+        prepared: PreparedBlock,
+        extra_writes: Callable[[lmdb.Transaction], None] | None,
+    ) -> BuiltBlock:
+        if self.world.prepared is not prepared.state:
+            raise ChainError(f"block {prepared.header.block_number} is not the prepared block")
+        header = prepared.header
+        if header.parent_hash != self.head_hash:
+            raise ChainError(f"prepared block {header.block_number} is not on the head")
+        timings = prepared.timings
+        try:
+            started = time.perf_counter()
+            with self.db.begin(write=True) as txn:
+                self.world.write_block(txn, prepared.state)
+                prepared.free.write(txn)
+                block_hash = write_block(
+                    txn, self.db, header, prepared.transactions, prepared.encoded_receipts
+                )
+                if extra_writes is not None:
+                    extra_writes(txn)
+            timings["commit"] = time.perf_counter() - started  # includes the LMDB sync
+        except BaseException:
+            # The in-memory tries and caches may be half updated: rebuild from the committed
+            # state (the transaction was aborted, so that is the parent's).
+            self.world = WorldState(self.db, history_blocks=self.world.history_blocks)
+            raise
+        self.head, self.head_hash = header, block_hash
+        parents = self._ancestors
+        if parents and parents[0] == header.parent_hash:
+            self._ancestors = (block_hash, *parents[: ANCESTOR_WINDOW - 1])
+        self.params = prepared.params
+        return BuiltBlock(
+            header,
+            block_hash,
+            prepared.transactions,
+            prepared.receipts,
+            prepared.rejected,
+            timings,
+        )
 
     def check_upgrade(self, number: int) -> None:
         """Raise ``UpgradeRequired`` if a passed upgrade to another version is due by ``number``."""
@@ -294,54 +520,6 @@ class Blockchain:
                 vm_state_class=UnlimitedCodeVMState,
             )
         return BlockExecutor(self.world, self.params, env, free)
-
-    def _commit(
-        self,
-        env: BlockEnv,
-        executor: BlockExecutor,
-        extra_data: bytes,
-        rejected: list[tuple[Transaction, TxRejected]],
-    ) -> BuiltBlock:
-        txs, receipts = executor.transactions, executor.receipts
-        timings: dict[str, float] = {}
-        try:
-            with self.db.begin(write=True) as txn:
-                started = time.perf_counter()
-                state_root = self.world.commit_block(txn, env.number)
-                timings["state_root"] = time.perf_counter() - started
-                executor.free.write(txn)
-                started = time.perf_counter()
-                encoded_receipts = [r.encode() for r in receipts]  # once: root and storage
-                tx_root = ordered_trie_root([tx.raw for tx in txs]) if txs else BLANK_ROOT
-                receipt_root = ordered_trie_root(encoded_receipts) if receipts else BLANK_ROOT
-                timings["tx_receipt_roots"] = time.perf_counter() - started
-                started = time.perf_counter()
-                header = make_header(
-                    block_number=env.number,
-                    gas_limit=env.gas_limit,
-                    timestamp=env.timestamp,
-                    parent_hash=env.parent_hash,
-                    uncles_hash=EMPTY_OMMERS_HASH,
-                    coinbase=env.coinbase,
-                    state_root=state_root,
-                    transaction_root=tx_root,
-                    receipt_root=receipt_root,
-                    bloom=int.from_bytes(executor.bloom() if receipts else EMPTY_BLOOM, "big"),
-                    gas_used=executor.gas_used,
-                    extra_data=extra_data,
-                    mix_hash=env.prev_randao,
-                )
-                block_hash = write_block(txn, self.db, header, txs, encoded_receipts)
-            timings["commit"] = time.perf_counter() - started  # includes the LMDB sync
-        except BaseException:
-            # The in-memory tries may hold half of this block: rebuild from the committed state.
-            self.world = WorldState(self.db, history_blocks=self.world.history_blocks)
-            raise
-        self.head, self.head_hash = header, block_hash
-        parents = self._ancestors
-        if parents and parents[0] == env.parent_hash:
-            self._ancestors = (block_hash, *parents[: ANCESTOR_WINDOW - 1])
-        return BuiltBlock(header, block_hash, txs, receipts, rejected, timings)
 
     # ------------------------------------------------------------------ reading
 

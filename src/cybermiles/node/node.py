@@ -13,6 +13,7 @@ from cybermiles.mempool import Mempool, MempoolConfig
 from cybermiles.node.accounts import LocalAccounts
 from cybermiles.node.blockchain import Blockchain
 from cybermiles.node.config import DATA_DIR, GENESIS_FILE, NodeConfig, load_config
+from cybermiles.node.consensus_service import ConsensusService
 from cybermiles.node.dev import DevTools
 from cybermiles.node.producer import BlockProducer, pool_config
 from cybermiles.state.account import Account
@@ -99,6 +100,13 @@ class Node:
             max_block_txs=self.config.mining.max_block_txs,
         )
         self.dev_tools = DevTools(self.chain, self.mempool, self.producer) if dev else None
+        # With [consensus] enabled the validators agree on every block over p2p; otherwise
+        # this node builds its chain alone (devnet, single-validator nodes).
+        self.consensus: ConsensusService | None = None
+        if self.config.consensus.enabled:
+            if dev:
+                raise ValueError("a devnet builds its own blocks: it cannot run consensus")
+            self.consensus = ConsensusService(self, home)
 
     @property
     def chain_id(self) -> int:
@@ -113,9 +121,21 @@ class Node:
             self.chain.head_hash.hex()[:16],
             head.state_root.hex()[:16],
         )
-        self.producer.start()
+        if self.consensus is not None:
+            self.consensus.start()
+        else:
+            self.producer.start()
+
+    @property
+    def error(self) -> BaseException | None:
+        """What stopped block production (the producer's or consensus' failure), if anything."""
+        if self.consensus is not None:
+            return self.consensus.error
+        return self.producer.error
 
     def stop(self) -> None:
+        if self.consensus is not None:
+            self.consensus.stop()
         self.producer.stop()
         self.chain.close()
 
@@ -130,4 +150,7 @@ class Node:
 
     def submit_transaction(self, tx: Transaction) -> None:
         self.mempool.add(tx)
-        self.producer.notify()
+        if self.consensus is not None:
+            self.consensus.announce(tx)
+        else:
+            self.producer.notify()

@@ -16,6 +16,7 @@ sorted keys so the result never depends on insertion order.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import lmdb
 import rlp
@@ -38,6 +39,26 @@ HIST_ACCOUNT = b"a"
 HIST_STORAGE = b"s"
 
 
+@dataclass(slots=True)
+class PreparedState:
+    """A block folded into the tries (``root``) whose LMDB writes are still pending.
+
+    ``ops`` are ``(table, key, value)`` writes (``None``: delete); ``accounts`` / ``storage``
+    the committed values afterwards (cache updates); ``wiped_slots`` cached slots to forget;
+    ``journal`` the trie updates (old and new values) for discarding, None if not kept.
+    """
+
+    number: int
+    root: bytes
+    ops: list[tuple[object, bytes, bytes | None]]
+    code: dict[bytes, bytes]
+    accounts: dict[bytes, Account | None]
+    storage: dict[tuple[bytes, int], int]
+    wiped_slots: list[tuple[bytes, int]]
+    journal: list[tuple] | None
+    applied: bool = True  # the trie updates are in the tries
+
+
 def slot_key(address: bytes, slot: int) -> bytes:
     """Flat-store key of a storage slot: address followed by the 32-byte big-endian slot."""
     return address + slot.to_bytes(32, "big")
@@ -58,6 +79,7 @@ class WorldState:
         self._code: dict[bytes, bytes] = {}
         self._account_trie: Trie | None = None
         self._storage_tries: dict[bytes, Trie] = {}
+        self._prepared: PreparedState | None = None
         self._reset_overlay()
 
     def _reset_overlay(self) -> None:
@@ -200,7 +222,8 @@ class WorldState:
         self.journal.clear()
 
     def discard_block(self) -> None:
-        """Drop every uncommitted write of the open block."""
+        """Drop every uncommitted write of the open block (not a prepared block: see
+        :meth:`discard_prepared`)."""
         self._reset_overlay()
 
     # ---------------------------------------------------------------- tries
@@ -236,16 +259,19 @@ class WorldState:
             return out
 
     def state_root(self) -> bytes:
-        """Root of the committed state (the open block's writes are not included)."""
+        """Root of the committed state plus a prepared block's updates, if one is in the tries
+        (the open block's writes are not included)."""
         return self._load_account_trie().root_hash()
 
     def prove_account(self, address: bytes) -> tuple[Account | None, list[bytes]]:
         """The committed account (None if absent) and its Merkle proof against
         :meth:`state_root` (EIP-1186: RLP nodes from the root toward ``keccak(address)``).
 
-        Reads the committed account trie only, never the open block's writes; the caller makes
+        Reads the committed account trie only, never the open block's writes (a prepared block
+        is suspended first, see :meth:`suspend_prepared`); the caller makes
         sure no block is being committed meanwhile (``Blockchain.prove`` holds the write lock).
         """
+        self.suspend_prepared()
         trie = self._load_account_trie()
         hashed = keccak256(address)
         raw = trie.get(hashed)
@@ -259,6 +285,7 @@ class WorldState:
         cache, as a commit touching the account would. Same locking rule as
         :meth:`prove_account`.
         """
+        self.suspend_prepared()
         raw = self._load_account_trie().get(keccak256(address))
         if raw is None or decode_account(raw).storage_root == BLANK_ROOT:
             return 0, []
@@ -273,25 +300,52 @@ class WorldState:
     def commit_block(self, txn: lmdb.Transaction, number: int) -> bytes:
         """Fold the open block's writes into the tries and ``txn``; return the state root.
 
-        The caller commits ``txn`` (with the block itself) and then calls ``committed()``.
-        If anything fails before that, the node must drop this object and reopen the state.
+        The same as :meth:`prepare_block` (without an undo journal) then :meth:`write_block`.
+        The caller commits ``txn`` (with the block itself). If anything fails before that, the
+        node must drop this object and reopen the state.
         """
+        prepared = self.prepare_block(number, undo=False)
+        self.write_block(txn, prepared)
+        return prepared.root
+
+    def prepare_block(self, number: int, *, undo: bool = True) -> PreparedState:
+        """Fold the open block's writes into the in-memory tries and return the state root
+        with every LMDB write the block needs, without writing anything.
+
+        The overlay is emptied (reads see the committed state again). Until
+        :meth:`write_block` or :meth:`discard_prepared`, the tries hold the block: no other
+        block may be prepared. With ``undo`` the trie updates are journaled so that
+        :meth:`discard_prepared` (or :meth:`suspend_prepared`) restores the tries exactly; the
+        dev producer, which always commits, skips the journal.
+        """
+        if self._prepared is not None:
+            raise RuntimeError(
+                f"block {self._prepared.number} is prepared and neither written nor discarded"
+            )
         db = self.db
+        ops: list[tuple[object, bytes, bytes | None]] = []  # (table, key, value; None: delete)
         history: list[bytes] = []
         hist_db, storage_db, accounts_db = db[b"history"], db[b"storage"], db[b"accounts"]
         suffix = be64(number)
         account_trie = self._load_account_trie()
+        journal: list[tuple] | None = [] if undo else None
+        storage_cache: dict[tuple[bytes, int], int] = {}
+        wiped_slots: list[tuple[bytes, int]] = []
+        tries = self._storage_tries
 
         wiped_old: dict[bytes, bytes] = {}
         for address in sorted(self._wiped):
             for key, raw in self._committed_slots(address):
                 wiped_old[key] = raw
                 hkey = HIST_STORAGE + key + suffix
-                txn.put(hkey, raw, db=hist_db)
+                ops.append((hist_db, hkey, raw))
                 history.append(hkey)
-                txn.delete(key, db=storage_db)
-                self._storage_committed.pop((address, int.from_bytes(key[20:], "big")), None)
-            self._storage_tries[address] = Trie()
+                ops.append((storage_db, key, None))
+                wiped_slots.append((address, int.from_bytes(key[20:], "big")))
+            fresh = Trie()
+            if journal is not None:
+                journal.append(("T", address, tries.get(address, _ABSENT), fresh))
+            tries[address] = fresh
 
         new_roots: dict[bytes, bytes] = {}
         for address in sorted(self._storage):
@@ -304,26 +358,28 @@ class WorldState:
                 value = slots[slot]
                 key = slot_key(address, slot)
                 if wiped:
-                    old = 0
                     if key not in wiped_old:  # history of wiped slots was written above
                         hkey = HIST_STORAGE + key + suffix
-                        txn.put(hkey, b"", db=hist_db)
+                        ops.append((hist_db, hkey, b""))
                         history.append(hkey)
                 else:
                     old = self._committed_storage(address, slot)
                     if value == old:
                         continue
                     hkey = HIST_STORAGE + key + suffix
-                    txn.put(hkey, int_to_min_bytes(old), db=hist_db)
+                    ops.append((hist_db, hkey, int_to_min_bytes(old)))
                     history.append(hkey)
                 hashed = keccak256(slot.to_bytes(32, "big"))
-                if value:
-                    trie.set(hashed, encode_storage_value(value))
-                    txn.put(key, int_to_min_bytes(value), db=storage_db)
+                encoded = encode_storage_value(value) if value else None
+                if journal is not None:
+                    journal.append(("s", trie, hashed, trie.get(hashed), encoded))
+                if encoded is not None:
+                    trie.set(hashed, encoded)
+                    ops.append((storage_db, key, int_to_min_bytes(value)))
                 else:
                     trie.delete(hashed)
-                    txn.delete(key, db=storage_db)
-                self._storage_committed[(address, slot)] = value
+                    ops.append((storage_db, key, None))
+                storage_cache[(address, slot)] = value
             new_roots[address] = trie.root_hash()
 
         # An account's storage root is never taken from the overlay (writers need not keep it
@@ -344,34 +400,131 @@ class WorldState:
             if account.storage_root != root:
                 accounts[address] = Account(account.nonce, account.balance, root, account.code_hash)
 
+        account_cache: dict[bytes, Account | None] = {}
         for address in sorted(accounts):
             account = accounts[address]
             old = self._committed_account(address)
             if account == old:
                 continue
             hkey = HIST_ACCOUNT + address + suffix
-            txn.put(hkey, b"" if old is None else encode_account(old), db=hist_db)
+            ops.append((hist_db, hkey, b"" if old is None else encode_account(old)))
             history.append(hkey)
             hashed = keccak256(address)
-            if account is None:
+            encoded = None if account is None else encode_account(account)
+            if journal is not None:
+                journal.append(("s", account_trie, hashed, account_trie.get(hashed), encoded))
+            if encoded is None:
                 account_trie.delete(hashed)
-                txn.delete(address, db=accounts_db)
-                self._storage_tries.pop(address, None)
+                ops.append((accounts_db, address, None))
+                if journal is not None:
+                    journal.append(("T", address, tries.get(address, _ABSENT), _ABSENT))
+                tries.pop(address, None)
             else:
-                encoded = encode_account(account)
                 account_trie.set(hashed, encoded)
-                txn.put(address, encoded, db=accounts_db)
-            self._accounts_committed[address] = account
+                ops.append((accounts_db, address, encoded))
+            account_cache[address] = account
 
-        code_db = db[b"code"]
-        for code_hash in sorted(self._new_code):
-            txn.put(code_hash, self._new_code[code_hash], db=code_db)
-            self._code[code_hash] = self._new_code[code_hash]
-
-        txn.put(suffix, b"".join(history), db=db[b"histidx"])
-        self._prune_history(txn, number)
+        code = self._new_code
+        ops.append((db[b"histidx"], suffix, b"".join(history)))
+        prepared = PreparedState(
+            number=number,
+            root=account_trie.root_hash(),
+            ops=ops,
+            code=code,
+            accounts=account_cache,
+            storage=storage_cache,
+            wiped_slots=wiped_slots,
+            journal=journal,
+        )
         self._reset_overlay()
-        return account_trie.root_hash()
+        self._prepared = prepared
+        return prepared
+
+    @property
+    def prepared(self) -> PreparedState | None:
+        """The block folded into the tries but not yet written or discarded."""
+        return self._prepared
+
+    def write_block(self, txn: lmdb.Transaction, prepared: PreparedState) -> None:
+        """Write ``prepared`` (from :meth:`prepare_block`) into ``txn`` and make it the
+        committed state of this object (caches). The caller commits ``txn``; if that fails the
+        node must drop this object and reopen the state."""
+        if prepared is not self._prepared:
+            raise RuntimeError(f"block {prepared.number} is not the prepared block")
+        if not prepared.applied:  # suspended (proofs ran meanwhile): redo the trie updates
+            self._replay(prepared.journal or [])
+            prepared.applied = True
+        put, delete = txn.put, txn.delete
+        for table, key, value in prepared.ops:
+            if value is None:
+                delete(key, db=table)
+            else:
+                put(key, value, db=table)
+        code_db = self.db[b"code"]
+        for code_hash in sorted(prepared.code):
+            txn.put(code_hash, prepared.code[code_hash], db=code_db)
+        self._prune_history(txn, prepared.number)
+        storage_committed = self._storage_committed
+        for key in prepared.wiped_slots:
+            storage_committed.pop(key, None)
+        storage_committed.update(prepared.storage)
+        self._accounts_committed.update(prepared.accounts)
+        self._code.update(prepared.code)
+        prepared.journal = None
+        self._prepared = None
+
+    def discard_prepared(self, prepared: PreparedState) -> None:
+        """Forget ``prepared``: the tries are exactly as before :meth:`prepare_block`.
+
+        Raises
+        ------
+        RuntimeError
+            If ``prepared`` is not the prepared block or was prepared without an undo journal.
+        """
+        if prepared is not self._prepared:
+            raise RuntimeError(f"block {prepared.number} is not the prepared block")
+        self.suspend_prepared()
+        self._prepared = None
+
+    def suspend_prepared(self) -> None:
+        """Take the prepared block's updates out of the tries (for proofs of the committed
+        state); :meth:`write_block` puts them back. No-op without a prepared block."""
+        prepared = self._prepared
+        if prepared is None or not prepared.applied:
+            return
+        if prepared.journal is None:
+            raise RuntimeError(f"block {prepared.number} was prepared without an undo journal")
+        tries = self._storage_tries
+        for entry in reversed(prepared.journal):
+            if entry[0] == "s":
+                _, trie, key, old, _new = entry
+                if old is None:
+                    trie.delete(key)
+                else:
+                    trie.set(key, old)
+            else:
+                _, address, old, _new = entry
+                if old is _ABSENT:
+                    tries.pop(address, None)
+                else:
+                    tries[address] = old
+        prepared.applied = False
+
+    def _replay(self, journal: list[tuple]) -> None:
+        tries = self._storage_tries
+        for entry in journal:
+            if entry[0] == "s":
+                _, trie, key, _old, new = entry
+                if new is None:
+                    trie.delete(key)
+                else:
+                    trie.set(key, new)
+            else:
+                _, address, _old, new = entry
+                if new is _ABSENT:
+                    tries.pop(address, None)
+                else:
+                    tries[address] = new
 
     def _prune_history(self, txn: lmdb.Transaction, number: int) -> None:
         if self.history_blocks is None or number <= self.history_blocks:

@@ -436,4 +436,24 @@ def query_params(node: Any, height: Any = None) -> dict[str, Any]:
     return _query(node, height, lambda b, params: gov_queries.params(b))
 
 
+@methods.method("cmt_consensusState")
+def consensus_state(node: Any) -> dict[str, Any]:
+    """Where this node's consensus is: ``{height, round, step, committed, peers, node_id}``.
+
+    On a node that builds its chain alone (devnet, single validator) ``round`` and ``step`` are
+    null, ``height`` is the next block and ``peers`` 0.
+    """
+    if node.consensus is not None:
+        return node.consensus.status()
+    committed = node.chain.head.block_number
+    return {
+        "height": committed + 1,
+        "round": None,
+        "step": None,
+        "committed": committed,
+        "peers": 0,
+        "node_id": None,
+    }
+
+
 __all__ = ["methods"]

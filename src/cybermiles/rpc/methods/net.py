@@ -1,4 +1,4 @@
-"""net_* methods. A single-validator node has no peers yet (p2p arrives later)."""
+"""net_* methods. A node that builds its chain alone (devnet) has no peers."""
 
 from __future__ import annotations
 
@@ -22,4 +22,5 @@ def listening(node: Any) -> bool:
 
 @methods.method("net_peerCount")
 def peer_count(node: Any) -> str:
-    return "0x0"
+    """Connected p2p peers (0 without consensus)."""
+    return hex(node.consensus.peer_count() if node.consensus is not None else 0)
