@@ -317,7 +317,7 @@ class EconModel:
         # 1. staking: evidence (double sign)
         for owner in evidence:
             c = self.cands.get(owner)
-            if c is None:
+            if c is None or c.jailed_until > h:  # still jailed: the same incident
                 continue
             for _, d in self.delegations_of(owner):
                 cut = d.shares * self.p["slash_ratio"] // BP

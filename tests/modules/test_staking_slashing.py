@@ -55,6 +55,19 @@ def test_double_sign_slashes_every_delegation_deactivates_and_jails() -> None:
     assert chain.staking.get_candidate(A).active
 
 
+def test_evidence_while_jailed_is_the_same_incident() -> None:
+    chain = three_validators(slash_ratio=100)
+    first = chain.number
+    chain.end_block(evidence=(DoubleSign(A, first),), elect=False)
+    after_first = chain.staking.get_delegation(A, A).slash_amount
+    pool = chain.balance(COMMUNITY_POOL)
+    # the double signer equivocated at the next heights too, before it left the set
+    chain.end_block(evidence=(DoubleSign(A, first + 1), DoubleSign(A, first + 2)), elect=False)
+    assert chain.staking.get_delegation(A, A).slash_amount == after_first
+    assert chain.balance(COMMUNITY_POOL) == pool
+    assert chain.staking.get_candidate(A).jailed_until == first + chain.params.jail_period
+
+
 def test_unknown_candidate_evidence_is_ignored() -> None:
     chain = three_validators()
     chain.end_block(evidence=(DoubleSign(D1, 1),))

@@ -19,10 +19,16 @@ from eth_account import Account as EthAccount
 from eth_account.signers.local import LocalAccount
 from eth_utils import function_signature_to_4byte_selector
 
-from cybermiles.chain.block_codec import NetBlock
+from cybermiles.chain.block_codec import (
+    MalformedBlock,
+    NetBlock,
+    decode_consensus_data,
+    encode_consensus_data,
+)
 from cybermiles.chain.genesis import Genesis, parse_genesis
 from cybermiles.chain.transactions import Transaction, decode_transaction
 from cybermiles.consensus.app import ConsensusApp, Divergence
+from cybermiles.consensus.beacon import GENESIS_BEACON, next_beacon
 from cybermiles.consensus.commit import Commit
 from cybermiles.consensus.proposer import ValidatorSet
 from cybermiles.consensus.signing import sign_vote
@@ -267,6 +273,7 @@ def tamper(data: bytes, **header_fields: Any) -> bytes:
         block.last_commit,
         block.evidence,
         block.beacon_reveal,
+        block.round,
     ).encode()
 
 
@@ -413,8 +420,19 @@ def test_tampered_blocks_are_rejected_without_trace(
         "unknown parent": tamper(data, parent_hash=b"\x11" * 32),
         "wrong number": tamper(data, block_number=3),
         "coinbase": tamper(data, coinbase=b"\x01" * 20),
-        "beacon reveal": NetBlock(
+        "beacon reveal": NetBlock(  # nobody committed in this genesis: no reveal allowed
+            block.header, block.raw_txs, block.last_commit, block.evidence, b"\x01" * 32
+        ).encode(),
+        "short beacon reveal": NetBlock(
             block.header, block.raw_txs, block.last_commit, block.evidence, b"\x01"
+        ).encode(),
+        "mixHash": tamper(data, mix_hash=b"\x42" * 32),
+        "zero mixHash": tamper(data, mix_hash=bytes(32)),
+        "round of another proposer": NetBlock(
+            block.header, block.raw_txs, block.last_commit, block.evidence, b"", 1
+        ).encode(),
+        "round out of range": NetBlock(
+            block.header, block.raw_txs, block.last_commit, block.evidence, b"", 10**6
         ).encode(),
         "garbage": b"\xc3\x01\x02\x03",
         "not rlp": b"\xff\xff",
@@ -651,5 +669,41 @@ def test_block_encoding_round_trip(net: Net) -> None:
     assert block.encode() == data
     assert rlp.decode(data)[2] == block.last_commit == net.commits[1].encode()
     assert block.header.extra_data == keccak256(block.last_commit)
+    assert rlp.decode(data)[4:] == [b"", b""] and block.round == 0
+    _, data1 = a.app.propose(2, 3, net.commits[1])
+    assert NetBlock.decode(data1).round == 3 and rlp.decode(data1)[5] == b"\x03"
+    for bad in (
+        rlp.encode(rlp.decode(data)[:5]),  # the 5-item shape of before the beacon
+        rlp.encode([*rlp.decode(data)[:5], b"\x00\x01"]),  # non-canonical round
+        rlp.encode([*rlp.decode(data)[:5], [b""]]),  # round not an integer
+        rlp.encode([*rlp.decode(data)[:5], b"\x01" * 9]),  # round beyond 64 bits
+    ):
+        with pytest.raises(MalformedBlock):
+            NetBlock.decode(bad)
+    # Stored consensus data keeps the round; values of the old 3-item shape read as round 0.
+    assert decode_consensus_data(encode_consensus_data(b"c", (b"e",), b"r" * 32, 7)) == (
+        b"c",
+        (b"e",),
+        b"r" * 32,
+        7,
+    )
+    assert decode_consensus_data(rlp.encode([b"c", [], b""])) == (b"c", (), b"", 0)
+
+
+def test_blocks_without_commitments_take_the_fallback_beacon(net: Net) -> None:
+    """Nobody committed in this genesis: every block's mixHash is the fallback form, chained
+    from GENESIS_BEACON, for the proposer of the block's round."""
+    a, b = net.nodes
+    prev = GENESIS_BEACON
+    for height in range(1, 5):
+        round = height % 3
+        proposer = a.app.validators(height).proposer(round)
+        block_hash, data = b.app.propose(height, round, net.commits.get(height - 1))
+        block = NetBlock.decode(data)
+        assert block.round == round and block.beacon_reveal == b""
+        assert block.header.mix_hash == next_beacon(prev, None, proposer, height)
+        net.finish(block_hash, data)
+        prev = block.header.mix_hash
+    net.assert_agree()
     with pytest.raises(ValueError):
         a.app.propose(2, 0, None)  # height > 1 needs the last commit

@@ -56,3 +56,49 @@ def index_keys(count: int) -> list[bytes]:
     while len(_INDEX_KEYS) < count:
         _INDEX_KEYS.append(encode_uint(len(_INDEX_KEYS)))
     return _INDEX_KEYS[:count]
+
+
+def decode_bytes_list(data: bytes) -> list[bytes]:
+    """Inverse of ``encode_items(map(encode_bytes, items))``: the byte strings of one RLP list
+    (a linear scan; pyrlp's decoder turns superlinear on lists of thousands of items).
+
+    Raises ``ValueError`` unless ``data`` is exactly the canonical encoding of a list of byte
+    strings (checked by re-encoding, as pyrlp's strict decoding would refuse it).
+    """
+    n = len(data)
+    if n == 0 or data[0] < 0xC0:
+        raise ValueError("not an RLP list")
+    start, end = _span(data, 0)
+    if end != n:
+        raise ValueError("trailing bytes after the RLP list")
+    out = []
+    pos = start
+    while pos < end:
+        if data[pos] >= 0xC0:
+            raise ValueError("a list where a byte string was expected")
+        item_start, item_end = _span(data, pos)
+        out.append(data[item_start:item_end])
+        pos = item_end
+    if pos != end or encode_items(map(encode_bytes, out)) != data:
+        raise ValueError("non-canonical RLP list of byte strings")
+    return out
+
+
+def _span(data: bytes, pos: int) -> tuple[int, int]:
+    """(payload start, end) of the RLP item at ``pos``; ValueError if it overruns ``data``."""
+    b = data[pos]
+    if b < 0x80:
+        return pos, pos + 1
+    if b < 0xB8:
+        start, length = pos + 1, b - 0x80
+    elif b < 0xC0:
+        start = pos + 1 + (b - 0xB7)
+        length = int.from_bytes(data[pos + 1 : start], "big")
+    elif b < 0xF8:
+        start, length = pos + 1, b - 0xC0
+    else:
+        start = pos + 1 + (b - 0xF7)
+        length = int.from_bytes(data[pos + 1 : start], "big")
+    if start + length > len(data):
+        raise ValueError("RLP item overruns its input")
+    return start, start + length

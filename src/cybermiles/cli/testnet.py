@@ -203,8 +203,17 @@ def init_testnet(
     accounts: int = 10,
     force: bool = False,
     show_progress: bool = True,
+    extra_alloc: dict[str, dict[str, Any]] | None = None,
+    params: dict[str, Any] | None = None,
+    timeouts: str | dict[str, Any] | None = None,
+    configure: Callable[[NodeConfig], None] | None = None,
 ) -> list[PlannedNode]:
-    """Write the testnet homes under ``home``; return what was written (see module doc)."""
+    """Write the testnet homes under ``home``; return what was written (see module doc).
+
+    Library hooks (``cmt bench network`` uses them): ``extra_alloc`` adds genesis accounts,
+    ``params`` overrides chain parameters (over :data:`TESTNET_PARAMS`), ``timeouts`` replaces
+    :data:`TESTNET_TIMEOUTS` and ``configure`` edits each node's config before it is written.
+    """
     from eth_account import Account
     from eth_utils import to_checksum_address
 
@@ -264,6 +273,7 @@ def init_testnet(
         alloc[node.owner] = {"balance": str(OWNER_BALANCE)}
     for address, _ in dev_keys(accounts) if accounts else []:
         alloc[to_checksum_address(address)] = {"balance": str(ACCOUNT_BALANCE)}
+    alloc.update(extra_alloc or {})
     genesis_validators = [
         {
             "address": node.owner,
@@ -275,13 +285,17 @@ def init_testnet(
         }
         for node, tip in zip(nodes, tips, strict=True)
     ]
-    params = dict(TESTNET_PARAMS)
-    params["max_vals"] = max(19, validators)
-    genesis = default_genesis(chain_id, alloc, genesis_validators, params)
+    chain_params = dict(TESTNET_PARAMS)
+    chain_params["max_vals"] = max(19, validators)
+    chain_params.update(params or {})
+    genesis = default_genesis(chain_id, alloc, genesis_validators, chain_params)
 
     for node, owner_key in zip(nodes, owner_keys, strict=True):
         peers = [f"{o.node_id}@127.0.0.1:{o.p2p_port}" for o in nodes if o is not node]
-        create_home(node.home, genesis, node_config(node, peers), force=True)
+        config = node_config(node, peers, timeouts)
+        if configure is not None:
+            configure(config)
+        create_home(node.home, genesis, config, force=True)
         _save_owner_key(node.home, owner_key, secrets.token_hex(16))
 
     manifest = {

@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -125,6 +126,14 @@ __all__ = [
 ]
 
 log = logging.getLogger("cybermiles.consensus.reactor")
+SLOW_APP_CALL = 0.25  # seconds: app calls taking longer are logged (block size tuning aid)
+
+
+def _log_slow(what: str, height: int, started: float, detail: str = "") -> None:
+    elapsed = time.perf_counter() - started
+    if elapsed >= SLOW_APP_CALL:
+        log.info("%s(%d) took %.2f s%s", what, height, elapsed, detail)
+
 
 MAX_PROPOSALS_PER_ROUND = 4
 STATUS_MESSAGE_SIZE = 64 * 1024
@@ -581,11 +590,13 @@ class ConsensusReactor:
         self._timers = []
 
     def _request_value(self, request: RequestValue) -> Event | None:
+        started = time.perf_counter()
         try:
             block_hash, block = self.app.propose(request.height, request.round, self._last_commit)
         except Exception:
             log.exception("app.propose(%d, %d) failed", request.height, request.round)
             return None
+        _log_slow("app.propose", request.height, started, f" ({len(block)} bytes)")
         if len(block) > self.config.max_block_bytes:
             log.error("proposed block of %d bytes exceeds max_block_bytes", len(block))
             return None
@@ -774,7 +785,9 @@ class ConsensusReactor:
         self._timers.append(self.clock.call_later(delay, lambda: self._put_nowait(item)))
 
     def _commit_block(self, height: int, block: bytes, commit: Commit) -> None:
+        started = time.perf_counter()
         self.app.commit(height, block, commit)  # Divergence propagates: fatal
+        _log_slow("app.commit", height, started)
         self.wal.write_end_height(height)
         self._committed_height = height
         self._last_commit = commit
@@ -805,11 +818,14 @@ class ConsensusReactor:
             applied += 1
 
     def _check_block(self, height: int, block: bytes) -> bytes | None:
+        started = time.perf_counter()
         try:
             return self.app.check(height, block)
         except Exception:
             log.exception("app.check(%d) failed", height)
             return None
+        finally:
+            _log_slow("app.check", height, started, f" ({len(block)} bytes)")
 
     # ------------------------------------------------------------------ peer messages
 

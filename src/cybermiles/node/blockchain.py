@@ -34,6 +34,7 @@ from cybermiles.chain.params import Params
 from cybermiles.chain.receipts import EMPTY_BLOOM, Receipt
 from cybermiles.chain.store import BlockStore, write_block
 from cybermiles.chain.transactions import Transaction
+from cybermiles.consensus.beacon import GENESIS_BEACON
 from cybermiles.crypto.keccak import keccak256
 from cybermiles.execution.block import BlockEnv, BlockExecutor
 from cybermiles.execution.code_size import UnlimitedCodeVMState
@@ -46,6 +47,7 @@ from cybermiles.modules.addresses import MODULE_RANGE, STAKING
 from cybermiles.modules.framework.block import BlockInfo, DoubleSign
 from cybermiles.modules.governance.upgrade import UpgradePlan, pending_upgrade
 from cybermiles.modules.params import read_params
+from cybermiles.modules.staking.beacon_commitments import BeaconError, advance_beacon
 from cybermiles.node.dev import rewind_tables, unlimited_code_params
 from cybermiles.state.account import Account
 from cybermiles.state.trie import BLANK_ROOT, ordered_trie_root
@@ -86,6 +88,15 @@ class UpgradeRequired(ChainError):
 
 class InvalidBlock(ChainError):
     """A block from the network that cannot execute whole (a transaction is rejected)."""
+
+
+@dataclass(frozen=True, slots=True)
+class BeaconInput:
+    """What a BFT block says about its random beacon: the owner address of its proposer and
+    its reveal (None: the proposer has no live commitment). See ``docs/consensus.md``."""
+
+    proposer: bytes
+    reveal: bytes | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,7 +295,7 @@ class Blockchain:
         max_txs: int | None = None,
         signers: frozenset[bytes] | None = None,
         evidence: tuple[DoubleSign, ...] = (),
-        beacon: bytes = b"",
+        beacon: BeaconInput | None = None,
         strict: bool = False,
         on_state: Callable[[WorldStateAccountDB], object] | None = None,
     ) -> PreparedBlock:
@@ -296,6 +307,12 @@ class Blockchain:
         transaction the executor rejects raises ``InvalidBlock`` (a block from the network
         must execute whole) instead of being skipped. ``on_state(backend)`` runs on the state
         after the block (its end included) and its result is kept as ``PreparedBlock.extra``.
+
+        ``beacon`` (BFT consensus): the block's proposer and reveal. The block then opens with
+        ``advance_beacon`` (before any transaction: the proposer's commitment is consumed in
+        the block's state) and the beacon it returns is the header's ``mixHash``, the EVM's
+        PREVRANDAO and the end-of-block election's seed; ``prev_randao`` is ignored. A reveal
+        that does not fit the rules raises ``InvalidBlock`` and leaves nothing behind.
         """
         with self._write_lock:
             return self._prepare(
@@ -348,7 +365,7 @@ class Blockchain:
         evidence: tuple[DoubleSign, ...],
         undo: bool,
         state_edit: StateEdit | None = None,
-        beacon: bytes = b"",
+        beacon: BeaconInput | None = None,
         strict: bool = False,
         on_state: Callable[[WorldStateAccountDB], object] | None = None,
     ) -> PreparedBlock:
@@ -359,6 +376,9 @@ class Blockchain:
         parent = self.head
         number = parent.block_number + 1
         self.check_upgrade(number)
+        beacon_value = b""  # none: the election falls back to the parent-hash placeholder
+        if beacon is not None:
+            beacon_value = prev_randao = self._advance_beacon(parent, number, beacon)
         env = BlockEnv(
             number=number,
             timestamp=self.next_timestamp(timestamp),
@@ -403,7 +423,7 @@ class Blockchain:
             fees=executor.fees if coinbase == STAKING else 0,
             signers=signers,
             evidence=evidence,
-            beacon=beacon,
+            beacon=beacon_value,
         )
         try:
             modules.end_block(self._backend(), info)
@@ -456,6 +476,22 @@ class Blockchain:
             params=params,
             extra=extra,
         )
+
+    def _advance_beacon(self, parent: Header, number: int, beacon: BeaconInput) -> bytes:
+        """Open block ``number`` with the beacon step: consume the proposer's reveal in the
+        (open) block state and return ``beacon_number``; ``InvalidBlock`` if it breaks a rule."""
+        prev = GENESIS_BEACON if number == 1 else parent.mix_hash
+        try:
+            value = advance_beacon(self._backend(), prev, beacon.proposer, beacon.reveal, number)
+        except (BeaconError, ValueError) as exc:
+            self.world.discard_block()
+            reason = str(exc) if isinstance(exc, BeaconError) else f"block {number}: {exc}"
+            raise InvalidBlock(f"invalid beacon: {reason}") from exc
+        except BaseException:
+            self.world.discard_block()
+            raise
+        self.world.clear_journal()
+        return value
 
     def _drop_prepared(self, state: PreparedState) -> None:
         if state.journal is not None:

@@ -1,9 +1,20 @@
 """The chain side of BFT consensus: ``consensus.app.ConsensusApp`` over a ``Blockchain``.
 
 Blocks travel as ``chain.block_codec.NetBlock`` bytes: the Ethereum header, the raw
-transactions, the previous block's canonical commit (``last_commit``), duplicate-vote evidence
-and an opaque ``beacon_reveal``. The header's ``extraData`` is ``keccak256(last_commit)``
-(empty at height 1), so the block hash the validators sign also fixes the previous commit.
+transactions, the previous block's canonical commit (``last_commit``), duplicate-vote evidence,
+the proposer's random-beacon reveal and the round the block was proposed in. The header's
+``extraData`` is ``keccak256(last_commit)`` (empty at height 1), so the block hash the
+validators sign also fixes the previous commit.
+
+Random beacon (docs/consensus.md "Random beacon"): the proposer of block ``h`` is the proposer of
+the block's ``round`` in the set voting on ``h`` (``validators(h).proposer(round)``, an owner
+address). Every execution of the block (propose, check, commit) opens it with
+``advance_beacon`` for that proposer and the block's reveal, before the transactions; the beacon
+it returns is the header's ``mixHash``, the EVM's PREVRANDAO and the end-of-block election's
+seed. A missing, extra or wrong reveal fails the execution, a wrong ``mixHash`` differs from it:
+``check`` returns None, ``commit`` raises ``Divergence``. A node holding a validator key builds
+its hash onion (onion ``onion_index``, 0 at genesis) in the background at construction and
+reveals ``onion.reveal(2^20 - reveals_left + 1)`` of its live commitment.
 
 Prepare / check / commit: ``propose`` and ``check`` execute a block with
 ``Blockchain.prepare_block`` (whole header computed, nothing persisted) and keep it as the one
@@ -41,10 +52,11 @@ from cybermiles.chain.block_codec import (
     encode_consensus_data,
 )
 from cybermiles.chain.errors import ChainError
-from cybermiles.chain.header import ZERO_HASH, Header
+from cybermiles.chain.header import Header
 from cybermiles.chain.store import write_consensus_data, write_seen_commit, write_validator_set
 from cybermiles.chain.transactions import Transaction, decode_transaction
 from cybermiles.consensus.app import Divergence
+from cybermiles.consensus.beacon import HashOnion
 from cybermiles.consensus.commit import Commit
 from cybermiles.consensus.proposer import MAX_TOTAL_VOTING_POWER, ValidatorSet
 from cybermiles.consensus.signing import MalformedMessage, decode_vote
@@ -57,9 +69,17 @@ from cybermiles.modules.addresses import STAKING
 from cybermiles.modules.framework.block import DoubleSign
 from cybermiles.modules.framework.store import Backend
 from cybermiles.modules.params import read_params
+from cybermiles.modules.staking.beacon_commitments import ONION_LENGTH, settled
 from cybermiles.modules.staking.power import power_table
-from cybermiles.modules.staking.state import StakingState
-from cybermiles.node.blockchain import Blockchain, BuiltBlock, PreparedBlock, UpgradeRequired
+from cybermiles.modules.staking.state import BeaconCommitment, StakingState
+from cybermiles.node.blockchain import (
+    BeaconInput,
+    Blockchain,
+    BuiltBlock,
+    PreparedBlock,
+    UpgradeRequired,
+)
+from cybermiles.node.keys import ValidatorKey
 from cybermiles.node.producer import pool_config, update_pool
 
 __all__ = [
@@ -67,9 +87,12 @@ __all__ = [
     "MAX_BLOCK_EVIDENCE",
     "MAX_FUTURE_SECONDS",
     "MAX_PENDING_EVIDENCE",
+    "MAX_PROPOSAL_ROUND",
     "POWER_UNIT",
+    "BeaconUnavailable",
     "ChainConsensusApp",
     "consensus_power",
+    "onion_for",
     "staking_validators",
 ]
 
@@ -80,6 +103,34 @@ EVIDENCE_MAX_AGE = 100  # blocks: older evidence is neither included nor kept
 MAX_BLOCK_EVIDENCE = 32  # evidence entries per block
 MAX_PENDING_EVIDENCE = 1_000  # evidence kept for inclusion (oldest dropped first)
 POWER_UNIT = 10**9  # staking power (wei) per unit of consensus voting power
+MAX_PROPOSAL_ROUND = 10_000  # a block's round above this is invalid (proposer(r) costs O(r))
+ONION_WAIT_SECONDS = 120.0  # how long a proposal waits for the onion still being built
+
+
+class BeaconUnavailable(ValueError):
+    """This node cannot give the reveal its proposal needs (no key, not the round's proposer,
+    onion not built, or its onion does not match the live commitment): it does not propose."""
+
+
+_onions: dict[tuple[bytes, int], HashOnion] = {}
+_onions_lock = threading.Lock()
+
+
+def onion_for(key: ValidatorKey, index: int = 0) -> HashOnion:
+    """Onion ``index`` of ``key`` (2^20 layers, about 2 s to build), built once per process."""
+    cache_key = (key.pub_key, index)
+    with _onions_lock:
+        onion = _onions.get(cache_key)
+    if onion is None:
+        onion = HashOnion(key.onion_seed(index), ONION_LENGTH)
+        with _onions_lock:
+            onion = _onions.setdefault(cache_key, onion)
+    return onion
+
+
+def next_reveal_step(record: BeaconCommitment) -> int:
+    """The onion step a live commitment's next reveal is: ``2^20 - reveals_left + 1``."""
+    return ONION_LENGTH - record.reveals_left + 1
 
 
 def consensus_power(powers: list[int]) -> list[int]:
@@ -136,9 +187,10 @@ class ChainConsensusApp:
     """``ConsensusApp`` for one node's ``Blockchain`` and ``Mempool``.
 
     ``clock()`` gives wall-clock seconds (block timestamps of proposals and the future bound
-    of checks). ``max_block_txs`` caps the transactions of a proposal. The beacon engineer's
-    hooks: :meth:`beacon_reveal` (what a proposal carries) and :meth:`mix_hash` (the header's
-    ``mixHash`` for a reveal; raising ``ValueError`` rejects the block).
+    of checks). ``max_block_txs`` caps the transactions of a proposal. ``validator_key`` (a
+    validator node's consensus key; None on a full node) is what the node's beacon reveals
+    derive from: its onion number ``onion_index`` is built in the background at construction
+    (:meth:`onion`), and :meth:`beacon_reveal` gives the reveal a proposal carries.
     """
 
     def __init__(
@@ -149,6 +201,8 @@ class ChainConsensusApp:
         chain_id: int,
         clock: Callable[[], float] = time.time,
         max_block_txs: int = 10_000,
+        validator_key: ValidatorKey | None = None,
+        onion_index: int = 0,
     ) -> None:
         if chain_id != blockchain.chain_id:
             raise ValueError(f"chain id {chain_id} differs from the chain's {blockchain.chain_id}")
@@ -163,6 +217,18 @@ class ChainConsensusApp:
         self._evidence: OrderedDict[bytes, DuplicateVoteEvidence] = OrderedDict()
         self._sets: OrderedDict[int, ValidatorSet] = OrderedDict()
         self._bootstrap()
+        self.validator_key = validator_key
+        self.onion_index = onion_index
+        self._onion: HashOnion | None = None
+        self._onion_ready = threading.Event()
+        self._onion_warned: bytes | None = None  # the commitment last warned about
+        if validator_key is not None:
+            threading.Thread(
+                target=self._build_onion,
+                args=(validator_key, self._own_commitment(validator_key)),
+                name="beacon-onion",
+                daemon=True,
+            ).start()
 
     # ------------------------------------------------------------------ validator sets
 
@@ -208,18 +274,125 @@ class ChainConsensusApp:
                 self._sets.popitem(last=False)
             return vset
 
+    # ------------------------------------------------------------------ beacon
+
+    def _own_commitment(self, key: ValidatorKey) -> tuple[bytes, BeaconCommitment | None]:
+        """This key's owner and its commitment record as of the next block (head state)."""
+        backend = self.chain._backend()
+        state = StakingState(backend)
+        owner = state.owner_of_pub_key(key.pub_key) or b""
+        record = state.beacon_commitment(owner) if owner else None
+        return owner, settled(record, self.height() + 1)
+
+    def _build_onion(self, key: ValidatorKey, own: tuple[bytes, BeaconCommitment | None]) -> None:
+        """Background: build the onion, log it, and warn if it does not open the live
+        commitment read at construction (``own``)."""
+        started = time.perf_counter()
+        try:
+            onion = onion_for(key, self.onion_index)
+        except Exception:  # never kills the node: proposals needing a reveal then fail
+            log.exception("building the beacon onion failed")
+            self._onion_ready.set()
+            return
+        log.info(
+            "beacon onion %d of validator 0x%s ready in %.1f s (tip 0x%s)",
+            self.onion_index,
+            key.pub_key.hex()[:16],
+            time.perf_counter() - started,
+            onion.tip.hex()[:16],
+        )
+        owner, record = own
+        if not owner:
+            log.info("beacon: validator key 0x%s is no candidate's key yet", key.pub_key.hex()[:16])
+        elif record is None or not record.commitment or record.reveals_left <= 0:
+            log.info(
+                "beacon: 0x%s has no live commitment; its blocks take the fallback form",
+                owner.hex(),
+            )
+        else:
+            self._matches(onion, owner, record)
+        self._onion = onion
+        self._onion_ready.set()
+
+    def _matches(self, onion: HashOnion, owner: bytes, record: BeaconCommitment) -> bytes | None:
+        """The next reveal of ``record`` from ``onion``, or None (warned once per commitment)
+        when the onion does not open it (another onion index, another key)."""
+        step = next_reveal_step(record)
+        if 1 <= step <= onion.length:
+            reveal = onion.reveal(step)
+            if keccak256(reveal) == record.commitment:
+                return reveal
+        if self._onion_warned != record.commitment:
+            self._onion_warned = record.commitment
+            log.warning(
+                "beacon: the live commitment 0x%s of 0x%s (%d reveals left) is not from onion %d "
+                "of this node's validator key: this validator cannot reveal, so its proposals "
+                "are skipped (the round passes to the next proposer) until a commitment from "
+                "this key is live. Start with the right onion index or send "
+                "setBeaconCommitment(tip) with a new onion.",
+                record.commitment.hex()[:16],
+                owner.hex(),
+                record.reveals_left,
+                self.onion_index,
+            )
+        return None
+
+    def onion(self, timeout: float | None = ONION_WAIT_SECONDS) -> HashOnion | None:
+        """This node's onion, waiting up to ``timeout`` for the build (None: no key, not
+        built in time, or the build failed)."""
+        if self.validator_key is None or not self._onion_ready.wait(timeout):
+            return None
+        return self._onion
+
+    def block_proposer(self, height: int, round: int) -> bytes:
+        """Owner address of the proposer of ``round`` at ``height``: the block's ``p``.
+
+        Raises
+        ------
+        ValueError
+            The round is out of ``[0, MAX_PROPOSAL_ROUND]`` or the height's set is unknown.
+        """
+        if not 0 <= round <= MAX_PROPOSAL_ROUND:
+            raise _Invalid(f"round {round} out of [0, {MAX_PROPOSAL_ROUND}]")
+        return self.validators(height).proposer(round)
+
+    def beacon_reveal(self, height: int, proposer: bytes) -> bytes | None:
+        """The reveal block ``height`` proposed by ``proposer`` (owner address) must carry,
+        from the head state (the state before the block): None when ``proposer`` has no live
+        commitment (the fallback form, which any node can build).
+
+        Raises
+        ------
+        BeaconUnavailable
+            ``proposer`` has a live commitment but this node cannot open it.
+        """
+        state = StakingState(self.chain._backend())
+        record = settled(state.beacon_commitment(proposer), height)
+        if record is None or not record.commitment or record.reveals_left <= 0:
+            return None
+        key = self.validator_key
+        if key is None:
+            raise BeaconUnavailable(
+                f"block {height}: proposer 0x{proposer.hex()} must reveal but this node holds "
+                "no validator key"
+            )
+        candidate = state.get_candidate(proposer)
+        if candidate is None or candidate.pub_key != key.pub_key:
+            raise BeaconUnavailable(
+                f"block {height}: this node's key is not the key of proposer 0x{proposer.hex()}"
+            )
+        onion = self.onion()
+        if onion is None:
+            raise BeaconUnavailable(f"block {height}: the beacon onion is not available")
+        reveal = self._matches(onion, proposer, record)
+        if reveal is None:
+            raise BeaconUnavailable(
+                f"block {height}: onion {self.onion_index} does not open the live commitment "
+                f"0x{record.commitment.hex()[:16]} of 0x{proposer.hex()}"
+            )
+        return reveal
+
     # ------------------------------------------------------------------ propose
-
-    def beacon_reveal(self, height: int) -> bytes:
-        """The beacon reveal a proposal of ``height`` carries (none until the beacon lands)."""
-        return b""
-
-    def mix_hash(self, height: int, reveal: bytes) -> bytes:
-        """The ``mixHash`` of block ``height`` carrying ``reveal`` (zero until the beacon
-        lands). Raises ``ValueError`` for a reveal that makes the block invalid."""
-        if reveal:
-            raise ValueError("beacon reveals are not accepted yet")
-        return ZERO_HASH
 
     def propose(self, height: int, round: int, last_commit: Commit | None) -> tuple[bytes, bytes]:
         """Build block ``height`` from the pool; it stays prepared (cached) until committed.
@@ -238,19 +411,20 @@ class ChainConsensusApp:
             encoded_commit = b"" if last_commit is None else last_commit.encode()
             signers = self._signers(height, last_commit)
             evidence = self._evidence_for(height)
-            reveal = self.beacon_reveal(height)
+            proposer = self.block_proposer(height, round)
             self._drop_cached()
+            reveal = self.beacon_reveal(height, proposer)  # the head state: before the block
             params = self.chain.params
             txs = self.mempool.select(params.block_gas_limit, self.max_block_txs)
             prepared = self.chain.prepare_block(
                 txs,
                 timestamp=max(head.timestamp + 1, int(self.clock())),
                 coinbase=STAKING,
-                prev_randao=self.mix_hash(height, reveal),
                 extra_data=keccak256(encoded_commit) if encoded_commit else b"",
                 max_txs=self.max_block_txs,
                 signers=signers,
                 evidence=tuple(DoubleSign(e.validator, e.height) for e in evidence),
+                beacon=BeaconInput(proposer, reveal),  # mixHash = the beacon it computes
                 on_state=staking_validators,
             )
             block = NetBlock(
@@ -258,7 +432,8 @@ class ChainConsensusApp:
                 tuple(tx.raw for tx in prepared.transactions),
                 encoded_commit,
                 tuple(e.encode() for e in evidence),
-                reveal,
+                reveal or b"",
+                round,
             )
             self._cached = _Cached(height, prepared.hash, block, prepared)
             return prepared.hash, block.encode()
@@ -277,6 +452,8 @@ class ChainConsensusApp:
         for evidence_hash, evidence in list(self._evidence.items()):
             if len(chosen) >= MAX_BLOCK_EVIDENCE:
                 break
+            if evidence.height >= height:
+                continue  # of the height being decided: it goes into a later block
             try:
                 self._verify_evidence(height, evidence, evidence_hash)
             except (InvalidEvidence, ValueError) as exc:
@@ -314,8 +491,10 @@ class ChainConsensusApp:
             evidence_hash = evidence.hash()
             if evidence_hash in self._evidence:
                 return
+            # A double vote is usually seen during the height in progress (head + 1): it can go
+            # into the block after that one, so check it against head + 2.
             try:
-                self._verify_evidence(self.height() + 1, evidence, evidence_hash)
+                self._verify_evidence(self.height() + 2, evidence, evidence_hash)
             except (InvalidEvidence, ValueError) as exc:
                 log.info("ignoring evidence 0x%s: %s", evidence_hash.hex()[:16], exc)
                 return
@@ -345,7 +524,7 @@ class ChainConsensusApp:
         block = NetBlock.decode(data)
         block_hash = block.hash
         cached = self._cached
-        if cached is not None and cached.height == height and cached.hash == block_hash:
+        if cached is not None and cached.height == height and cached.block == block:
             return block_hash
         txs, evidence, signers = self._validate(height, block)
         self._drop_cached()
@@ -379,12 +558,11 @@ class ChainConsensusApp:
             raise _Invalid(f"coinbase 0x{header.coinbase.hex()} is not the staking module")
         if header.gas_limit != self.chain.params.block_gas_limit:
             raise _Invalid(f"gas limit {header.gas_limit}")
-        try:
-            expected_mix = self.mix_hash(height, block.beacon_reveal)
-        except ValueError as exc:
-            raise _Invalid(f"beacon reveal: {exc}") from exc
-        if header.mix_hash != expected_mix:
-            raise _Invalid("mixHash does not match the beacon reveal")
+        if len(block.beacon_reveal) not in (0, 32):
+            raise _Invalid(f"beacon reveal of {len(block.beacon_reveal)} bytes")
+        self.block_proposer(height, block.round)  # the round names a proposer
+        # The reveal itself and the mixHash are checked by executing the block: it opens with
+        # advance_beacon, whose beacon the header's mixHash must equal.
         last_commit: Commit | None = None
         if height == 1:
             if block.last_commit or header.extra_data:
@@ -428,14 +606,15 @@ class ChainConsensusApp:
         signers: frozenset[bytes] | None,
     ) -> PreparedBlock:
         header = block.header
+        proposer = self.block_proposer(header.block_number, block.round)
         return self.chain.prepare_block(
             txs,
             timestamp=header.timestamp,
             coinbase=header.coinbase,
-            prev_randao=header.mix_hash,
             extra_data=header.extra_data,
             signers=signers,
             evidence=tuple(DoubleSign(e.validator, e.height) for e in evidence),
+            beacon=BeaconInput(proposer, block.beacon_reveal or None),
             strict=True,
             on_state=staking_validators,
         )
@@ -470,7 +649,7 @@ class ChainConsensusApp:
             if height != self.height() + 1 or net.header.parent_hash != self.chain.head_hash:
                 raise ValueError(f"block {height} does not extend head {self.height()}")
             cached = self._cached
-            if cached is not None and cached.height == height and cached.hash == block_hash:
+            if cached is not None and cached.height == height and cached.block == net:
                 prepared = cached.prepared
                 self._cached = None
             else:
@@ -481,7 +660,9 @@ class ChainConsensusApp:
             following = next_validator_set(self.validators(height + 1), members)
             evidence_hashes = [keccak256(raw) for raw in net.evidence]
             db = self.chain.db
-            data = encode_consensus_data(net.last_commit, net.evidence, net.beacon_reveal)
+            data = encode_consensus_data(
+                net.last_commit, net.evidence, net.beacon_reveal, net.round
+            )
             encoded_commit = commit.encode()
 
             def extra_writes(txn: object) -> None:
@@ -543,8 +724,8 @@ class ChainConsensusApp:
         raw_txs = blocks.raw_body(height)
         if header is None or data is None or raw_txs is None:
             return None
-        last_commit, evidence, reveal = decode_consensus_data(data)
-        block = NetBlock(header, tuple(raw_txs), last_commit, evidence, reveal)
+        last_commit, evidence, reveal, round = decode_consensus_data(data)
+        block = NetBlock(header, tuple(raw_txs), last_commit, evidence, reveal, round)
         following = blocks.consensus_data(height + 1)
         if following is not None:
             raw_commit = decode_consensus_data(following)[0]

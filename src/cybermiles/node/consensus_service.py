@@ -14,7 +14,10 @@ automatically.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
+import queue
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,9 +27,10 @@ from cybermiles.chain.errors import InvalidTransaction
 from cybermiles.chain.header import header_hash
 from cybermiles.consensus.reactor import ConsensusReactor
 from cybermiles.consensus.wal import WAL
+from cybermiles.crypto.keccak import keccak256
 from cybermiles.node.consensus_app import ChainConsensusApp
-from cybermiles.node.keys import load_priv_validator
-from cybermiles.p2p.gossip import TxGossip
+from cybermiles.node.keys import load_priv_validator, load_validator_key
+from cybermiles.p2p.gossip import SeenSet, TxGossip
 from cybermiles.p2p.keys import load_or_generate_node_key
 from cybermiles.p2p.peers import Peer
 from cybermiles.p2p.switch import Switch
@@ -38,6 +42,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("cybermiles.consensus")
 
 START_TIMEOUT = 60.0  # seconds for the WAL replay and the listener to come up
+# Set to a directory to cProfile the consensus thread (``consensus-<pid>.prof`` at stop).
+PROFILE_ENV = "CMT_PROFILE_CONSENSUS"
+KNOWN_TXS = 200_000  # hashes of gossiped txs already handled (skipped when they come again)
 
 
 class ConsensusService:
@@ -52,6 +59,7 @@ class ConsensusService:
             node.mempool,
             chain_id=node.chain_id,
             max_block_txs=config.mining.max_block_txs,
+            validator_key=load_validator_key(self.home),  # its beacon onion builds from it
         )
         self.app.listeners = node.producer.listeners  # RPC subscriptions hook in there
         self.error: BaseException | None = None
@@ -62,6 +70,12 @@ class ConsensusService:
         self._stop: asyncio.Event | None = None
         self._started = threading.Event()
         self._thread = threading.Thread(target=self._run, name="consensus", daemon=True)
+        # Gossiped txs are decoded and admitted on their own thread (see _on_txs).
+        self._ingest_queue: queue.SimpleQueue[list[bytes] | None] = queue.SimpleQueue()
+        self._ingest: threading.Thread | None = None
+        self._known = SeenSet(KNOWN_TXS)
+        self._announce_lock = threading.Lock()
+        self._announced: list[tuple[bytes, bytes]] = []
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -79,8 +93,18 @@ class ConsensusService:
             loop.call_soon_threadsafe(stop.set)
         if self._thread.is_alive():
             self._thread.join(30)
+        self._ingest_queue.put(None)
+        if self._ingest is not None:
+            self._ingest.join(10)
 
     def _run(self) -> None:
+        profile_dir = os.environ.get(PROFILE_ENV)
+        profiler = None
+        if profile_dir:  # benchmarking aid: cProfile this thread, dumped when it ends
+            import cProfile
+
+            profiler = cProfile.Profile()
+            profiler.enable()
         try:
             asyncio.run(self._main())
         except BaseException as exc:  # kept for the runner; the thread must not die silently
@@ -89,6 +113,12 @@ class ConsensusService:
                 log.error("consensus stopped: %s", exc)
         finally:
             self._started.set()
+            if profiler is not None:
+                profiler.disable()
+                path = Path(profile_dir or ".") / f"consensus-{os.getpid()}.prof"
+                with contextlib.suppress(OSError):
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    profiler.dump_stats(path)
 
     async def _main(self) -> None:
         node, config = self.node, self.node.config
@@ -147,16 +177,65 @@ class ConsensusService:
         loop, gossip = self._loop, self._gossip
         if loop is None or gossip is None or loop.is_closed():
             return
-        loop.call_soon_threadsafe(gossip.broadcast_tx, tx.raw, tx.hash)
+        self._known.add(tx.hash)  # its gossiped copies need no decoding once it left the pool
+        # One loop wake-up per burst, not per tx: each wake-up is a syscall and a GIL hand-off.
+        with self._announce_lock:
+            self._announced.append((tx.raw, tx.hash))
+            if len(self._announced) > 1:
+                return
+        loop.call_soon_threadsafe(self._broadcast_announced)
+
+    def _broadcast_announced(self) -> None:
+        with self._announce_lock:
+            announced, self._announced = self._announced, []
+        gossip = self._gossip
+        if gossip is None:
+            return
+        for raw, tx_hash in announced:
+            gossip.broadcast_tx(raw, tx_hash)
 
     async def _on_txs(self, peer: Peer, raw_txs: list[bytes]) -> None:
-        """Admit a peer's transactions (``Node.submit_raw_transaction`` gossips the new valid
-        ones on)."""
-        for raw in raw_txs:
-            try:
-                self.node.submit_raw_transaction(raw)
-            except InvalidTransaction:
-                continue  # known, underpriced, nonce too low...: normal in gossip
+        """Hand a peer's transactions to the ingest thread (never decoded on this loop: sender
+        recovery of a busy network's transactions would delay votes and proposals)."""
+        self._ingest_queue.put(raw_txs)
+        if self._ingest is None:
+            self._ingest = threading.Thread(target=self._ingest_loop, name="tx-ingest", daemon=True)
+            self._ingest.start()
+
+    def _ingest_loop(self) -> None:
+        profile_dir = os.environ.get(PROFILE_ENV)
+        if not profile_dir:
+            self._ingest_txs()
+            return
+        import cProfile
+
+        profiler = cProfile.Profile()
+        try:
+            profiler.runcall(self._ingest_txs)
+        finally:
+            with contextlib.suppress(OSError):
+                profiler.dump_stats(Path(profile_dir) / f"ingest-{os.getpid()}.prof")
+
+    def _ingest_txs(self) -> None:
+        """Admit gossiped transactions in arrival order (``Node.submit_raw_transaction`` gossips
+        the new valid ones on). A tx already pooled, or seen here recently, is skipped before
+        decoding: in a mesh every tx arrives from several peers."""
+        pool, known = self.node.mempool, self._known
+        while True:
+            raw_txs = self._ingest_queue.get()
+            if raw_txs is None:
+                return
+            for raw in raw_txs:
+                tx_hash = keccak256(raw)
+                if tx_hash in known or tx_hash in pool:
+                    continue
+                known.add(tx_hash)
+                try:
+                    self.node.submit_raw_transaction(raw)
+                except InvalidTransaction:
+                    continue  # underpriced, nonce too low...: normal in gossip
+                except Exception:  # the thread must survive whatever one tx does
+                    log.exception("admitting a gossiped transaction failed")
 
     # ------------------------------------------------------------------ status
 

@@ -16,9 +16,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-import rlp
-from rlp.exceptions import DecodingError
-
+from cybermiles.chain.rlp_codec import decode_bytes_list, encode_bytes, encode_items
 from cybermiles.crypto.keccak import keccak256
 
 from .errors import PeerMisbehavior
@@ -130,7 +128,7 @@ class TxGossip:
             self._pending[node_id] = {}
             seen = self._seen[node_id]
             for batch in _batches(list(pending.items()), self._max_batch):
-                payload = rlp.encode([raw for _, raw in batch])
+                payload = encode_items([encode_bytes(raw) for _, raw in batch])
                 if not self.switch.send(node_id, self.channel_id, payload):
                     break
                 for tx_hash, _ in batch:
@@ -158,11 +156,9 @@ class TxGossip:
 
     async def _receive(self, peer: Peer, payload: bytes) -> None:
         try:
-            items = rlp.decode(payload, strict=True)
-        except DecodingError as exc:
+            items = decode_bytes_list(payload)  # pyrlp is superlinear on big batches
+        except (ValueError, IndexError) as exc:
             raise PeerMisbehavior(f"malformed tx batch: {exc}") from exc
-        if not isinstance(items, list) or not all(isinstance(tx, bytes) for tx in items):
-            raise PeerMisbehavior("a tx batch is a list of byte strings")
         seen = self._seen.get(peer.node_id)
         if seen is None:
             return

@@ -45,10 +45,15 @@ def deactivate(state: StakingState, candidate: Candidate) -> Candidate:
 
 
 def punish_double_signs(state: StakingState, info: BlockInfo, params: Params) -> None:
-    """Slash, deactivate and jail every candidate named by ``info.evidence``, in order."""
+    """Slash, deactivate and jail every candidate named by ``info.evidence``, in order.
+
+    A candidate still jailed is not punished again: the evidence is of the same incident (a
+    double-signing validator equivocates at every height until it leaves the set, two blocks
+    after the first evidence), and one incident is slashed once, as in Cosmos.
+    """
     for evidence in info.evidence:
         candidate = state.get_candidate(evidence.candidate)
-        if candidate is None:
+        if candidate is None or candidate.jailed_until > info.number:
             continue
         candidate = slash_delegations(state, candidate, params)
         candidate = deactivate(state, candidate)
