@@ -73,7 +73,7 @@ from .rpc import (
 from .txgen import bench_keys
 
 DEFAULT_VALIDATORS = 4
-DEFAULT_RATE = 1_100.0  # offered tx/s over all nodes: 10% above the target, so the offer caps nothing
+DEFAULT_RATE = 1_100.0  # offered tx/s over all nodes: 10% above the target (no cap by the offer)
 DEFAULT_TXS = 27_500  # ~25 s at the default rate
 DEFAULT_CLIENTS = 1  # per node
 DEFAULT_BATCH = 100

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from cybermiles.crypto.ed25519 import private_key_from_seed, public_key_bytes
+from cybermiles.crypto.keyfile import write_secret_json
 
 if TYPE_CHECKING:
     from cybermiles.consensus.privval import FilePrivValidator
@@ -82,17 +82,8 @@ def priv_validator_state_path(home: Path) -> Path:
 
 def save_validator_key(path: Path, key: ValidatorKey) -> None:
     """Write ``key`` to ``path`` with mode 0600 (created private, fsynced, renamed into place)."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     document = {"type": "ed25519", "seed": key.seed.hex(), "pub_key": "0x" + key.pub_key.hex()}
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(document, handle, indent=2)
-        handle.write("\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    write_secret_json(path, document)
 
 
 def load_validator_key_file(path: Path) -> ValidatorKey:

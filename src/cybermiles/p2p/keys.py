@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import stat
 from pathlib import Path
 
@@ -24,6 +23,8 @@ from cryptography.hazmat.primitives.serialization import (
     PrivateFormat,
     PublicFormat,
 )
+
+from cybermiles.crypto.keyfile import write_secret_json
 
 log = logging.getLogger("cybermiles.p2p")
 
@@ -69,7 +70,6 @@ def _seed(key: Ed25519PrivateKey) -> bytes:
 
 def save_node_key(path: Path, key: Ed25519PrivateKey) -> None:
     """Write ``key`` to ``path`` with mode 0600 (created private, then renamed into place)."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     public = public_key_bytes(key)
     document = {
         "type": "ed25519",
@@ -77,15 +77,7 @@ def save_node_key(path: Path, key: Ed25519PrivateKey) -> None:
         "pub_key": public.hex(),
         "id": node_id(public),
     }
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(document, handle, indent=2)
-        handle.write("\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    write_secret_json(path, document)
 
 
 def load_node_key(path: Path) -> Ed25519PrivateKey:
