@@ -1,6 +1,17 @@
-// The usual dapp flow from ethers v6 against a running `cmt devnet`.
+// The usual dapp flow from ethers v6 against a running `cmt devnet` (or any node of a
+// `cmt testnet`).
 //
 // Usage: node ethers_flow.mjs http://127.0.0.1:PORT/
+//
+// Environment (the defaults fit `cmt devnet`):
+//   CMT_CHAIN_ID            the chain id to expect (default 1234; a `cmt testnet` is 19)
+//   CMT_STAKING_VALIDATOR   the validator (owner address) to delegate to (default: Hardhat
+//                           account #0, the devnet validator)
+//   CMT_AUTOMINE            "1" (default): every transaction mines its own block at once and
+//                           nothing else does, so "latest" is the block of the last receipt;
+//                           "0": blocks come on their own (BFT testnet, ~1 s apart)
+//   ETHERS_FLOW_TIMEOUT_MS  the global timeout (default 50000)
+//   ETHERS_FLOW_WAIT_MS     how long one tx.wait() may take (default 20000)
 //
 // Signs locally with the Hardhat test keys (never eth_sendTransaction). Exits 1 with a
 // "FAILED: ..." message on stderr at the first failed check, 2 on the global timeout; on
@@ -13,8 +24,12 @@ import { ethers } from "ethers";
 
 const KEY0 = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
 const KEY1 = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
-const CHAIN_ID = 1234n;
+const ADDRESS0 = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"; // of KEY0
+const CHAIN_ID = BigInt(process.env.CMT_CHAIN_ID ?? 1234);
+const STAKING_VALIDATOR = ethers.getAddress(process.env.CMT_STAKING_VALIDATOR ?? ADDRESS0);
+const AUTOMINE = (process.env.CMT_AUTOMINE ?? "1") !== "0";
 const TIMEOUT_MS = Number(process.env.ETHERS_FLOW_TIMEOUT_MS ?? 50_000);
+const WAIT_MS = Number(process.env.ETHERS_FLOW_WAIT_MS ?? 20_000);
 
 const here = dirname(fileURLToPath(import.meta.url));
 const artifact = (name) =>
@@ -45,6 +60,13 @@ function withTimeout(promise, ms, what) {
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
+/** Resolve once the node's head is at least ``number`` (polls; blocks are ~1 s apart). */
+async function waitForBlock(provider, number) {
+  while ((await provider.getBlockNumber()) < number) {
+    await new Promise((r) => setTimeout(r, provider.pollingInterval));
+  }
+}
+
 /** The error thrown by ``fn`` (fails the check when it does not throw). */
 async function thrown(name, fn) {
   try {
@@ -56,14 +78,15 @@ async function thrown(name, fn) {
   }
 }
 
-/** Delegate to the devnet validator as a MetaMask user would: a plain signed transaction to
- * the staking module's address through its Solidity interface; then watch awards accrue. */
-async function stakingFlow(provider, validator, delegator) {
+/** Delegate to ``validator`` (an owner address: the devnet validator, or a testnet one) as a
+ * MetaMask user would: a plain signed transaction to the staking module's address through its
+ * Solidity interface; then watch awards accrue once ``nudger`` has had a transaction mined. */
+async function stakingFlow(provider, validator, nudger, delegator) {
   const STAKING = "0x0000000000000000000000000000000000001000";
   const staking = new ethers.Contract(STAKING, artifact("IStaking").abi, delegator);
   const amount = ethers.parseEther("5000");
-  const tx = await staking.delegate(validator.address, { value: amount });
-  const receipt = await tx.wait(1, 20_000);
+  const tx = await staking.delegate(validator, { value: amount });
+  const receipt = await tx.wait(1, WAIT_MS);
   check("staking.delegate.status", receipt.status === 1, receipt.status);
   const event = receipt.logs
     .map((log) => staking.interface.parseLog(log))
@@ -73,17 +96,23 @@ async function stakingFlow(provider, validator, delegator) {
     event && event.args.delegator === delegator.address && event.args.amount === amount,
     event && event.args,
   );
-  const mine = await staking.delegation(validator.address, delegator.address);
+  const mine = await staking.delegation(validator, delegator.address);
   check("staking.delegation", mine.delegateAmount === amount && mine.votingPower > 0n, mine);
   const query = async () =>
     (await provider.send("cmt_queryDelegator", [delegator.address])).data.find(
-      (d) => d.validator_address === validator.address,
+      (d) => d.validator_address === validator,
     );
   const before = await query();
   check("cmt_queryDelegator", before && BigInt(before.delegate_amount) === amount, before);
-  const nudge = await validator.sendTransaction({ to: delegator.address, value: 1n });
-  await nudge.wait(1, 20_000);
-  const after = await query();
+  const nudge = await nudger.sendTransaction({ to: delegator.address, value: 1n });
+  const nudged = await nudge.wait(1, WAIT_MS);
+  let after = await query();
+  // A BFT block pays only the validators whose precommit its commit carries (+2/3 of the
+  // power, not necessarily all of them): give the testnet a few more blocks.
+  for (let n = 1; !AUTOMINE && n <= 5 && BigInt(after.award_amount) <= BigInt(before.award_amount); n++) {
+    await waitForBlock(provider, nudged.blockNumber + n);
+    after = await query();
+  }
   check("staking.awards", BigInt(after.award_amount) > BigInt(before.award_amount), {
     before,
     after,
@@ -113,7 +142,7 @@ async function main(url) {
   const factory = new ethers.ContractFactory(tokenArtifact.abi, tokenArtifact.bytecode, wallet0);
   const token = await factory.deploy(supply);
   const deployTx = token.deploymentTransaction();
-  const deployReceipt = await deployTx.wait(1, 20_000);
+  const deployReceipt = await deployTx.wait(1, WAIT_MS);
   await token.waitForDeployment();
   const tokenAddress = await token.getAddress();
   check("deploy.status", deployReceipt.status === 1, deployReceipt.status);
@@ -127,11 +156,14 @@ async function main(url) {
   check("totalSupply", (await token.totalSupply()) === supply);
   check("symbol", (await token.symbol()) === "TT");
   facts.token = tokenAddress;
+  facts.deployTx = deployTx.hash;
+  facts.deployBlockHash = deployReceipt.blockHash;
+  facts.deployBlockNumber = deployReceipt.blockNumber;
 
   // --- transfer + wait + balances
   const amount = ethers.parseEther("12.5");
   const tx = await token.transfer(wallet1.address, amount);
-  const receipt = await tx.wait(1, 20_000);
+  const receipt = await tx.wait(1, WAIT_MS);
   check("transfer.status", receipt.status === 1, receipt.status);
   check("transfer.hash", receipt.hash === tx.hash, { receipt: receipt.hash, tx: tx.hash });
   check("transfer.blockNumber", receipt.blockNumber > deployReceipt.blockNumber, receipt.blockNumber);
@@ -169,16 +201,32 @@ async function main(url) {
   check("queryFilter.topicFilter", toOne.length === 1 && toOne[0].transactionHash === tx.hash);
 
   // --- getBlock("latest")
+  // Automine: "latest" is the transfer's block. Otherwise blocks may have come since: the
+  // transfer's block is then fetched by number.
   const latest = await provider.getBlock("latest");
+  const mined =
+    latest === null || latest.number === receipt.blockNumber || AUTOMINE
+      ? latest
+      : await provider.getBlock(receipt.blockNumber);
   check(
     "getBlock.latest",
     latest !== null &&
-      latest.number === receipt.blockNumber &&
-      latest.hash === receipt.blockHash &&
-      latest.transactions.includes(tx.hash) &&
+      mined !== null &&
+      (AUTOMINE ? latest.number === receipt.blockNumber : latest.number >= receipt.blockNumber) &&
+      mined.number === receipt.blockNumber &&
+      mined.hash === receipt.blockHash &&
+      mined.transactions.includes(tx.hash) &&
       latest.baseFeePerGas === 0n &&
-      latest.timestamp > 0,
-    latest && { number: latest.number, hash: latest.hash, baseFee: latest.baseFeePerGas },
+      mined.baseFeePerGas === 0n &&
+      latest.timestamp >= mined.timestamp &&
+      mined.timestamp > 0,
+    latest && {
+      number: latest.number,
+      hash: latest.hash,
+      baseFee: latest.baseFeePerGas,
+      mined: mined && { number: mined.number, hash: mined.hash },
+      receipt: { number: receipt.blockNumber, hash: receipt.blockHash },
+    },
   );
   const byHash = await provider.getBlock(receipt.blockHash);
   check("getBlock.byHash", byHash && byHash.number === receipt.blockNumber);
@@ -244,6 +292,8 @@ async function main(url) {
   const priorityFee = BigInt(await provider.send("eth_maxPriorityFeePerGas", []));
   check("maxPriorityFeePerGas", priorityFee >= 0n, priorityFee);
   const feeHistory = await provider.send("eth_feeHistory", ["0x4", "latest", [25, 75]]);
+  // "latest" is ``head`` on an automining chain; a later block if one came meanwhile.
+  const headAfter = AUTOMINE ? head.number : await provider.getBlockNumber();
   check(
     "feeHistory",
     Array.isArray(feeHistory.baseFeePerGas) &&
@@ -253,8 +303,9 @@ async function main(url) {
       Array.isArray(feeHistory.reward) &&
       feeHistory.reward.length === 4 &&
       feeHistory.reward.every((r) => Array.isArray(r) && r.length === 2) &&
-      BigInt(feeHistory.oldestBlock) === BigInt(head.number) - 3n,
-    feeHistory,
+      BigInt(feeHistory.oldestBlock) >= BigInt(head.number) - 3n &&
+      BigInt(feeHistory.oldestBlock) <= BigInt(headAfter) - 3n,
+    { feeHistory, head: head.number, headAfter },
   );
   const nextBaseFee = BigInt(feeHistory.baseFeePerGas.at(-1));
 
@@ -264,7 +315,7 @@ async function main(url) {
     const beforeTo = await provider.getBalance(recipient);
     const sent = await wallet0.sendTransaction({ to: recipient, ...request });
     check(`${name}.type`, sent.type === expectedType, sent.type);
-    const mined = await sent.wait(1, 20_000);
+    const mined = await sent.wait(1, WAIT_MS);
     check(`${name}.status`, mined.status === 1, mined.status);
     check(`${name}.gasUsed`, mined.gasUsed === 21000n, mined.gasUsed);
     check(`${name}.recipient`, (await provider.getBalance(recipient)) - beforeTo === request.value);
@@ -308,30 +359,37 @@ async function main(url) {
     });
     // ws.on() returns before the node has answered eth_subscribe("newHeads"); a block mined
     // before that is not notified, so mine (automine: one tx = one block) until one arrives.
+    // Without automine blocks come on their own: wait until a trigger's block is notified.
     const triggerBlocks = [];
-    for (let attempt = 0; attempt < 4 && received.length === 0; attempt++) {
+    const triggered = () => received.find((n) => triggerBlocks.includes(n));
+    const done = () => (AUTOMINE ? received.length > 0 : triggered() !== undefined);
+    for (let attempt = 0; attempt < 4 && !done(); attempt++) {
       await new Promise((r) => setTimeout(r, 200 * (attempt + 1)));
       const trigger = await wallet1.sendTransaction({ to: recipient, value: 1n });
-      triggerBlocks.push((await trigger.wait(1, 20_000)).blockNumber);
-      const arrived = new Promise((resolve) => {
-        wake = resolve;
-        if (received.length) resolve();
-      });
-      await Promise.race([arrived, new Promise((r) => setTimeout(r, 4_000))]);
+      triggerBlocks.push((await trigger.wait(1, WAIT_MS)).blockNumber);
+      const deadline = Date.now() + 4_000;
+      while (!done() && Date.now() < deadline) {
+        const arrived = new Promise((resolve) => {
+          wake = resolve;
+        });
+        await Promise.race([arrived, new Promise((r) => setTimeout(r, deadline - Date.now()))]);
+      }
     }
     check('ws.on("block")', received.length > 0, { headBefore, triggerBlocks });
-    const blockNumber = received[0];
+    const blockNumber = AUTOMINE ? received[0] : triggered();
     check(
       "ws.blockNumber",
       received.every((n) => Number.isInteger(n) && n > headBefore) &&
-        triggerBlocks.includes(blockNumber),
+        triggerBlocks.includes(blockNumber) &&
+        // newHeads notifies every block, in order
+        (AUTOMINE || received.every((n, i) => i === 0 || n === received[i - 1] + 1)),
       { received, headBefore, triggerBlocks },
     );
     facts.wsBlock = blockNumber;
   } finally {
     await ws.destroy();
   }
-  await stakingFlow(provider, wallet0, wallet1);
+  await stakingFlow(provider, STAKING_VALIDATOR, wallet0, wallet1);
   provider.destroy();
   return { ok: true, checks, ...facts };
 }

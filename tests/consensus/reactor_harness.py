@@ -29,6 +29,7 @@ from cybermiles.consensus.app import Divergence
 from cybermiles.consensus.commit import Commit
 from cybermiles.consensus.messages import (
     BLOCKSYNC_CHANNEL,
+    EVIDENCE_CHANNEL,
     PROPOSAL_CHANNEL,
     STATE_CHANNEL,
     VOTE_CHANNEL,
@@ -359,7 +360,13 @@ class RawPeer:
             chain_id=CHAIN_ID,
             genesis_hash=GENESIS_HASH,
             moniker="raw",
-            channels=(STATE_CHANNEL, PROPOSAL_CHANNEL, VOTE_CHANNEL, BLOCKSYNC_CHANNEL),
+            channels=(
+                STATE_CHANNEL,
+                PROPOSAL_CHANNEL,
+                VOTE_CHANNEL,
+                EVIDENCE_CHANNEL,
+                BLOCKSYNC_CHANNEL,
+            ),
         )
         await exchange_node_info(self.conn, info, timeout=3)
 

@@ -18,24 +18,32 @@ import pytest
 import rlp
 from reactor_harness import (
     CHAIN_ID,
+    TEST_REACTOR,
+    TEST_TIMEOUTS,
+    FakeApp,
     LoopbackNet,
     RawPeer,
     block_hash,
     eventually,
+    genesis_validators,
+    node_key,
     run,
     validator_address,
     validator_key,
 )
 
+from cybermiles.consensus import reactor as reactor_module
 from cybermiles.consensus.app import Divergence
 from cybermiles.consensus.commit import Commit
 from cybermiles.consensus.messages import (
     BLOCKSYNC_CHANNEL,
+    EVIDENCE_CHANNEL,
     PROPOSAL_CHANNEL,
     STATE_CHANNEL,
     VOTE_CHANNEL,
     BlockRequest,
     BlockResponse,
+    EvidenceMessage,
     ProposalMessage,
     Status,
     VoteMessage,
@@ -44,8 +52,12 @@ from cybermiles.consensus.messages import (
 from cybermiles.consensus.reactor import ConsensusReactor
 from cybermiles.consensus.signing import sign_proposal, sign_vote
 from cybermiles.consensus.types import Proposal, Step, Vote, VoteType
+from cybermiles.consensus.votes import DuplicateVoteEvidence
+from cybermiles.consensus.wal import WAL
+from cybermiles.p2p import node_id_of
 
 ALL = [0, 1, 2, 3]
+VoteLog = dict[tuple[bytes, int, int, int], set[bytes | None]]
 
 
 def test_four_validators_commit_identical_chains_and_tolerate_one_failure(tmp_path: Path) -> None:
@@ -176,6 +188,173 @@ def test_double_signing_validator_yields_evidence(tmp_path: Path) -> None:
             await net.stop()
 
     run(main())
+
+
+class OnePeerDoublePrevoter(ConsensusReactor):
+    """Byzantine: every prevote goes to all peers, a conflicting one to node 0 only."""
+
+    evil_key = validator_key(3)
+    target = node_id_of(node_key(0))
+
+    def _broadcast_vote(self, vote: Vote) -> None:
+        super()._broadcast_vote(vote)  # queued first: node 0 counts (and relays) this one
+        if vote.type != VoteType.PREVOTE or self.switch is None:
+            return
+        other = hashlib.sha256(b"evil" + (vote.block_hash or b"")).digest()
+        evil = sign_vote(self.evil_key, CHAIN_ID, replace(vote, block_hash=other, signature=b""))
+        self.switch.send(self.target, VOTE_CHANNEL, encode_message(VoteMessage(evil)))
+
+
+def test_evidence_seen_by_one_node_is_gossiped_to_all(tmp_path: Path) -> None:
+    async def main() -> None:
+        net = LoopbackNet(tmp_path, 4)
+        await net.start([0, 1, 2])
+        await net.start_node(3, OnePeerDoublePrevoter)
+        seen: list[VoteLog] = [{} for _ in ALL]  # per node: the votes it accepted
+        for i in ALL:
+
+            def record(vote: Vote, votes: VoteLog = seen[i]) -> None:
+                key = (vote.validator, vote.height, vote.round, int(vote.type))
+                votes.setdefault(key, set()).add(vote.block_hash)
+
+            reactor = net.nodes[i].reactor
+            assert reactor is not None
+            reactor.add_vote_listener(record)
+        try:
+            await eventually(
+                lambda: all(net.nodes[i].app.evidence for i in ALL),
+                20,
+                lambda: f"evidence per node: {[len(n.app.evidence) for n in net.nodes]}",
+            )
+            for i in ALL:
+                for evidence in net.nodes[i].app.evidence:
+                    assert evidence.validator == validator_address(3)
+                    evidence.verify(CHAIN_ID, net.nodes[i].app.validators(evidence.height))
+                hashes = [e.hash() for e in net.nodes[i].app.evidence]
+                assert len(hashes) == len(set(hashes))  # each evidence handed over once
+            # Only node 0 ever saw both votes: 1 and 2 got the evidence from gossip alone.
+            assert any(len(v) > 1 for v in seen[0].values())
+            for i in (1, 2):
+                assert not any(len(v) > 1 for v in seen[i].values()), f"node {i} saw both"
+            base = max(net.heights())
+            await net.wait_heights(base + 2, [0, 1, 2])
+            net.assert_same_chain()
+        finally:
+            await net.stop()
+
+    run(main())
+
+
+def _double_vote(i: int, height: int, round: int, key_of: int | None = None) -> list[Vote]:
+    """Two prevotes of validator ``i`` for different blocks, signed with ``key_of``'s key."""
+    key = validator_key(i if key_of is None else key_of)
+    return [
+        sign_vote(key, CHAIN_ID, Vote(VoteType.PREVOTE, height, round, h, validator_address(i)))
+        for h in (hashlib.sha256(b"a").digest(), hashlib.sha256(b"b").digest())
+    ]
+
+
+def test_evidence_from_a_peer_reaches_every_app_and_forgers_get_banned(tmp_path: Path) -> None:
+    async def main() -> None:
+        net = LoopbackNet(tmp_path, 4)
+        await net.start()
+        target = net.nodes[0]
+        assert target.switch is not None and target.reactor is not None
+        peers: list[RawPeer] = []
+
+        async def raw_peer() -> RawPeer:
+            peer = RawPeer()
+            peers.append(peer)
+            await peer.connect(target.switch, f"127.0.2.{len(peers) + 1}")
+            return peer
+
+        def has(node: int, evidence: DuplicateVoteEvidence) -> bool:
+            return evidence.hash() in {e.hash() for e in net.nodes[node].app.evidence}
+
+        try:
+            await net.wait_heights(2, ALL)
+            # Valid evidence of an equivocation nobody saw, given to node 0 only.
+            good = DuplicateVoteEvidence.from_votes(*_double_vote(1, 1, 7))
+            honest = await raw_peer()
+            await honest.send(EVIDENCE_CHANNEL, encode_message(EvidenceMessage(good)))
+            await eventually(
+                lambda: all(has(i, good) for i in ALL), 10, "evidence did not reach every app"
+            )
+            await honest.send(EVIDENCE_CHANNEL, encode_message(EvidenceMessage(good)))  # again
+
+            # Unknown height (no validator set yet): skipped without a ban. A valid evidence
+            # sent after it on the same connection shows that it was processed.
+            future = DuplicateVoteEvidence.from_votes(*_double_vote(2, 10_000, 0, key_of=9))
+            late = DuplicateVoteEvidence.from_votes(*_double_vote(2, 1, 3))
+            await honest.send(EVIDENCE_CHANNEL, encode_message(EvidenceMessage(future)))
+            await honest.send(EVIDENCE_CHANNEL, encode_message(EvidenceMessage(late)))
+            await eventually(lambda: has(0, late), 10, "second evidence not handled")
+            assert not target.switch.is_banned(node_id=honest.node_id)
+
+            canonical = DuplicateVoteEvidence.from_votes(*_double_vote(2, 1, 4))
+            swapped = DuplicateVoteEvidence(canonical.vote_b, canonical.vote_a)
+            forged = [
+                # signed with another key
+                encode_message(EvidenceMessage(DuplicateVoteEvidence(*_double_vote(2, 1, 5, 9)))),
+                encode_message(EvidenceMessage(swapped)),  # not in canonical order
+                # votes of two validators
+                encode_message(
+                    EvidenceMessage(
+                        DuplicateVoteEvidence(_double_vote(1, 1, 6)[0], _double_vote(2, 1, 6)[1])
+                    )
+                ),
+                b"\x07" + rlp.encode([b"junk", b"junk"]),  # malformed
+            ]
+            liars = []
+            for payload in forged:
+                liar = await raw_peer()
+                liars.append(liar)
+                await liar.send(EVIDENCE_CHANNEL, payload)
+            for n, liar in enumerate(liars):
+                await eventually(
+                    lambda p=liar: target.switch.is_banned(node_id=p.node_id),
+                    10,
+                    f"forger {n} was not banned",
+                )
+            for node in net.nodes:
+                hashes = [e.hash() for e in node.app.evidence]
+                assert len(hashes) == len(set(hashes))
+                for evidence in node.app.evidence:
+                    evidence.verify(CHAIN_ID, node.app.validators(evidence.height))
+            assert len(net.nodes[0].app.evidence) == 2  # good and late, once each
+            base = max(net.heights())
+            await net.wait_heights(base + 2, ALL)
+            net.assert_same_chain()
+        finally:
+            for peer in peers:
+                peer.close()
+            await net.stop()
+
+    run(main())
+
+
+def test_evidence_seen_set_dedupes_and_stays_bounded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(reactor_module, "MAX_SEEN_EVIDENCE", 3)
+    app = FakeApp(genesis_validators(4), b"solo")
+    wal = WAL(tmp_path / "wal")
+    try:
+        reactor = ConsensusReactor(
+            app, None, None, wal, CHAIN_ID, TEST_TIMEOUTS, config=TEST_REACTOR
+        )
+        items = [DuplicateVoteEvidence.from_votes(*_double_vote(1, 1, r)) for r in range(5)]
+        for evidence in items + items[3:]:
+            reactor._on_evidence(None, evidence)
+        assert app.evidence == items  # each once
+        assert len(reactor._seen_evidence) == 3
+        reactor._on_evidence(None, items[0])  # forgotten: verified and handed over again
+        assert app.evidence == [*items, items[0]]
+        # No validator set for the height: skipped, not remembered.
+        reactor._on_evidence(None, DuplicateVoteEvidence.from_votes(*_double_vote(1, 50, 0)))
+        assert len(app.evidence) == 6
+    finally:
+        wal.close()
 
 
 def test_bad_consensus_messages_get_the_peer_banned(tmp_path: Path) -> None:

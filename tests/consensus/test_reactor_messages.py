@@ -17,6 +17,7 @@ from cybermiles.consensus.messages import (
     BlockPart,
     BlockRequest,
     BlockResponse,
+    EvidenceMessage,
     MalformedMessage,
     NoBlock,
     ProposalMessage,
@@ -26,6 +27,7 @@ from cybermiles.consensus.messages import (
     VoteMessage,
     bitmap,
     decode_blocksync,
+    decode_evidence_message,
     decode_proposal_message,
     decode_status,
     decode_vote_message,
@@ -38,7 +40,10 @@ from cybermiles.consensus.messages import (
     encode_wal_vote,
     has_bit,
 )
+from cybermiles.consensus.reactor import EVIDENCE_MESSAGE_SIZE
+from cybermiles.consensus.signing import encode_vote
 from cybermiles.consensus.types import Proposal, Step, Vote, VoteType
+from cybermiles.consensus.votes import DuplicateVoteEvidence
 from cybermiles.consensus.wal import MAX_PAYLOAD_SIZE
 
 H = hashlib.sha256(b"block").digest()
@@ -47,6 +52,9 @@ VOTE = Vote(VoteType.PRECOMMIT, 7, 2, H, ADDR, b"\x05" * 64)
 NIL_VOTE = Vote(VoteType.PREVOTE, 7, 0, None, ADDR, b"\x06" * 64)
 PROPOSAL = Proposal(7, 2, H, 1, ADDR, b"\x07" * 64)
 COMMIT = Commit(7, 2, H, ((ADDR, b"\x05" * 64),))
+EVIDENCE = DuplicateVoteEvidence.from_votes(
+    VOTE, Vote(VoteType.PRECOMMIT, 7, 2, None, ADDR, b"\x08" * 64)
+)
 LIMIT = 1 << 20
 
 
@@ -64,6 +72,38 @@ def test_wire_messages_round_trip() -> None:
         assert decode_vote_message(encode_message(VoteMessage(vote))) == VoteMessage(vote)
     for sync in (BlockRequest(3), NoBlock(3), BlockResponse(7, b"blk", COMMIT)):
         assert decode_blocksync(encode_message(sync), LIMIT) == sync
+
+
+def test_evidence_message_round_trips_as_the_block_encoding() -> None:
+    payload = encode_message(EvidenceMessage(EVIDENCE))
+    assert payload == b"\x07" + EVIDENCE.encode()  # one encoding: the one blocks carry
+    assert len(payload) <= EVIDENCE_MESSAGE_SIZE
+    decoded = decode_evidence_message(payload)
+    assert decoded == EvidenceMessage(EVIDENCE)
+    assert decoded.evidence.hash() == EVIDENCE.hash()
+    # Shapes only: a non-canonical vote order decodes (``verify`` rejects it later).
+    swapped = DuplicateVoteEvidence(EVIDENCE.vote_b, EVIDENCE.vote_a)
+    assert decode_evidence_message(encode_message(EvidenceMessage(swapped))).evidence == swapped
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"",
+        b"\x07",
+        b"\x03" + EVIDENCE.encode(),  # evidence tagged as a vote
+        b"\x07\xff\xff",  # not RLP
+        b"\x07" + EVIDENCE.encode() + b"\x00",  # trailing bytes
+        b"\x07" + rlp.encode([encode_vote(VOTE)]),  # one vote
+        b"\x07" + rlp.encode([encode_vote(VOTE)] * 3),  # three votes
+        b"\x07" + rlp.encode([[encode_vote(VOTE)], encode_vote(VOTE)]),  # a list, not a vote
+        b"\x07" + rlp.encode([b"junk", encode_vote(VOTE)]),  # not a vote
+        b"\x07" + rlp.encode(b"a string"),
+    ],
+)
+def test_malformed_evidence_message_is_rejected(payload: bytes) -> None:
+    with pytest.raises(MalformedMessage):
+        decode_evidence_message(payload)
 
 
 @pytest.mark.parametrize(
@@ -115,6 +155,7 @@ def test_decoders_raise_only_malformed_message(data: bytes) -> None:
         decode_vote_message,
         lambda d: decode_proposal_message(d, LIMIT),
         lambda d: decode_blocksync(d, LIMIT),
+        decode_evidence_message,
         decode_wal_record,
     ):
         with contextlib.suppress(MalformedMessage):

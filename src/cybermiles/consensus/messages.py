@@ -5,6 +5,7 @@ P2P channels (one byte each, see :mod:`cybermiles.p2p.switch`)::
     STATE_CHANNEL      0x20  Status                      (small, periodic)
     PROPOSAL_CHANNEL   0x21  ProposalMessage             (proposal + the whole block)
     VOTE_CHANNEL       0x22  VoteMessage                 (one signed prevote/precommit)
+    EVIDENCE_CHANNEL   0x23  EvidenceMessage             (duplicate-vote evidence, small)
     BLOCKSYNC_CHANNEL  0x40  BlockRequest / BlockResponse / NoBlock
 
 Every payload is ``tag (1 byte) || RLP body`` (integers minimal big endian, as everywhere):
@@ -24,6 +25,10 @@ tag       message           RLP body
 0x04      BlockRequest      ``[height]``
 0x05      BlockResponse     ``[height, block, Commit.encode()]``
 0x06      NoBlock           ``[height]``
+0x07      EvidenceMessage   ``DuplicateVoteEvidence.encode()`` = ``[encode_vote(vote_a),
+                            encode_vote(vote_b)]``, the same bytes a block carries in its
+                            evidence list; the decoder insists on that exact (canonical)
+                            encoding
 ========  ================  ===========================================================
 
 ``Status`` is CometBFT's ``NewRoundStep`` + ``HasVote`` + ``VoteSetBits`` folded into one
@@ -60,9 +65,11 @@ from cybermiles.consensus.signing import (
     encode_vote,
 )
 from cybermiles.consensus.types import Proposal, Step, Vote, VoteType
+from cybermiles.consensus.votes import DuplicateVoteEvidence
 
 __all__ = [
     "BLOCKSYNC_CHANNEL",
+    "EVIDENCE_CHANNEL",
     "PROPOSAL_CHANNEL",
     "STATE_CHANNEL",
     "VOTE_CHANNEL",
@@ -70,6 +77,7 @@ __all__ = [
     "BlockPart",
     "BlockRequest",
     "BlockResponse",
+    "EvidenceMessage",
     "MalformedMessage",
     "NoBlock",
     "ProposalMessage",
@@ -79,6 +87,7 @@ __all__ = [
     "VoteMessage",
     "bitmap",
     "decode_blocksync",
+    "decode_evidence_message",
     "decode_proposal_message",
     "decode_status",
     "decode_vote_message",
@@ -95,9 +104,11 @@ __all__ = [
 STATE_CHANNEL = 0x20
 PROPOSAL_CHANNEL = 0x21
 VOTE_CHANNEL = 0x22
+EVIDENCE_CHANNEL = 0x23
 BLOCKSYNC_CHANNEL = 0x40
 
 _STATUS, _PROPOSAL, _VOTE, _BLOCK_REQUEST, _BLOCK_RESPONSE, _NO_BLOCK = 1, 2, 3, 4, 5, 6
+_EVIDENCE = 7
 _W_VOTE, _W_PROPOSAL, _W_BLOCK_PART, _W_TIMEOUT, _W_VALUE = 1, 2, 3, 4, 5
 
 #: Data bytes per WAL block-part record (well below ``wal.MAX_PAYLOAD_SIZE``).
@@ -156,7 +167,20 @@ class NoBlock:
     height: int
 
 
-Message = Status | ProposalMessage | VoteMessage | BlockRequest | BlockResponse | NoBlock
+@dataclass(frozen=True, slots=True)
+class EvidenceMessage:
+    evidence: DuplicateVoteEvidence
+
+
+Message = (
+    Status
+    | ProposalMessage
+    | VoteMessage
+    | BlockRequest
+    | BlockResponse
+    | NoBlock
+    | EvidenceMessage
+)
 
 
 def bitmap(indices: list[int] | set[int]) -> bytes:
@@ -190,6 +214,8 @@ def encode_message(message: Message) -> bytes:
         body, tag = [encode_proposal(message.proposal), message.block], _PROPOSAL
     elif isinstance(message, VoteMessage):
         return bytes([_VOTE]) + encode_vote(message.vote)
+    elif isinstance(message, EvidenceMessage):
+        return bytes([_EVIDENCE]) + message.evidence.encode()
     elif isinstance(message, BlockRequest):
         body, tag = [message.height], _BLOCK_REQUEST
     elif isinstance(message, BlockResponse):
@@ -365,6 +391,28 @@ def decode_blocksync(data: bytes, max_block_bytes: int) -> BlockRequest | BlockR
     except MalformedCommit as e:
         raise MalformedMessage(f"malformed commit: {e}") from e
     return BlockResponse(height, block, commit)
+
+
+def decode_evidence_message(data: bytes) -> EvidenceMessage:
+    """Decode an EVIDENCE_CHANNEL payload (shapes only; ``evidence.verify`` checks the rest).
+
+    Raises
+    ------
+    MalformedMessage
+        Unknown tag, bad RLP, not a list of two encoded votes, a malformed vote, or an encoding
+        other than the canonical ``DuplicateVoteEvidence.encode()`` of the decoded votes.
+    """
+    tag, body = _split(data, "evidence message")
+    if tag != _EVIDENCE:
+        raise MalformedMessage(f"unexpected message {tag} on the evidence channel")
+    items = _list(_rlp(body, "evidence"), 2, "evidence")
+    evidence = DuplicateVoteEvidence(
+        decode_vote(_bytes(items[0], "evidence vote_a")),
+        decode_vote(_bytes(items[1], "evidence vote_b")),
+    )
+    if evidence.encode() != body:
+        raise MalformedMessage("evidence encoding is not canonical")
+    return EvidenceMessage(evidence)
 
 
 # --- WAL records -----------------------------------------------------------------------------

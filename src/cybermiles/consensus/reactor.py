@@ -25,7 +25,16 @@ For each input the reactor
   ``Decide``                  build the ``Commit`` from the decided precommits (own one signed),
                               ``app.commit`` (``Divergence`` stops the reactor), write the
                               end-height marker, wait ``timeouts.commit_ms``, start ``h + 1``;
-  ``DuplicateVoteEvidence``   ``app.add_evidence``.
+  ``DuplicateVoteEvidence``   handled like evidence from a peer (below).
+
+Evidence gossip (CometBFT's evidence reactor, simplified): duplicate-vote evidence, found by our
+state machine or received from a peer on ``EVIDENCE_CHANNEL``, is handled once per
+``evidence.hash()`` (a bounded seen-set): it is verified against the validator set of its height
+(``app.validators``; evidence whose set is unknown or pruned, or older than
+``ReactorConfig.evidence_max_age``, is skipped silently and not remembered), handed to
+``app.add_evidence`` (the pending pool the proposer includes in blocks) and sent to every other
+peer. A peer sending evidence that fails verification is banned. The most recent valid evidence
+is also sent to each peer that connects, so a node that was away still gets it.
 
 Received proposals carry the whole block: ``app.check(h, block)`` gives ``valid``. A check that
 returns *another* hash than the signed proposal's means the relaying peer swapped the block:
@@ -56,7 +65,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
@@ -82,10 +91,12 @@ from cybermiles.consensus.events import (
     VoteEvent,
 )
 from cybermiles.consensus.messages import (
+    EVIDENCE_CHANNEL,
     PROPOSAL_CHANNEL,
     STATE_CHANNEL,
     VOTE_CHANNEL,
     BlockPart,
+    EvidenceMessage,
     MalformedMessage,
     ProposalMessage,
     ProposalRecord,
@@ -93,6 +104,7 @@ from cybermiles.consensus.messages import (
     VoteBits,
     VoteMessage,
     bitmap,
+    decode_evidence_message,
     decode_proposal_message,
     decode_status,
     decode_vote_message,
@@ -138,6 +150,9 @@ def _log_slow(what: str, height: int, started: float, detail: str = "") -> None:
 MAX_PROPOSALS_PER_ROUND = 4
 STATUS_MESSAGE_SIZE = 64 * 1024
 VOTE_MESSAGE_SIZE = 1024
+EVIDENCE_MESSAGE_SIZE = 4 * 1024
+MAX_SEEN_EVIDENCE = 4096  # evidence hashes remembered (verified, valid or not)
+MAX_RECENT_EVIDENCE = 64  # valid evidence kept to send to peers that connect
 
 
 class ReactorError(Exception):
@@ -184,15 +199,19 @@ class ReactorConfig:
     sync_request_timeout: float = 5.0
     sync_grace: float = 0.5  # wait before fetching the one block we may decide ourselves
     queue_size: int = 10_000  # inputs waiting for the consensus task (peers block beyond)
+    evidence_max_age: int = 100  # heights: older evidence is not gossiped (the app's limit)
 
 
 # --- internal queue items --------------------------------------------------------------------
 
 
+_PeerMessage = Status | ProposalMessage | VoteMessage | EvidenceMessage
+
+
 @dataclass(frozen=True, slots=True)
 class _PeerInput:
     peer_id: str
-    message: Status | ProposalMessage | VoteMessage
+    message: _PeerMessage
 
 
 @dataclass(frozen=True, slots=True)
@@ -356,6 +375,8 @@ class ConsensusReactor:
         self._stopped = asyncio.Event()
         self._vote_listeners: list[Callable[[Vote], None]] = []
         self._commit_listeners: list[Callable[[int, bytes, Commit], None]] = []
+        self._seen_evidence: OrderedDict[bytes, None] = OrderedDict()
+        self._recent_evidence: OrderedDict[bytes, DuplicateVoteEvidence] = OrderedDict()
         self.sync = BlockSync(
             switch,
             app,
@@ -377,6 +398,9 @@ class ConsensusReactor:
             )
             switch.register_channel(
                 VOTE_CHANNEL, self._receive_vote, max_message_size=VOTE_MESSAGE_SIZE
+            )
+            switch.register_channel(
+                EVIDENCE_CHANNEL, self._receive_evidence, max_message_size=EVIDENCE_MESSAGE_SIZE
             )
             switch.add_peer_listener(self._peer_added, self._peer_removed)
 
@@ -682,19 +706,66 @@ class ConsensusReactor:
                 "conflicting votes of our own validator: %s / %s", action.vote_a, action.vote_b
             )
             return
-        evidence = DuplicateVoteEvidence.from_votes(action.vote_a, action.vote_b)
-        assert self._vals is not None
+        self._on_evidence(None, DuplicateVoteEvidence.from_votes(action.vote_a, action.vote_b))
+
+    def _evidence_validators(self, height: int) -> ValidatorSet | None:
+        """The validator set of ``height``, or None when it is unknown or pruned (or the
+        evidence is too old to matter)."""
+        if height == self.height and self._vals is not None:
+            return self._vals
+        if height < 1 or height < self.height - self.config.evidence_max_age:
+            return None
         try:
-            evidence.verify(self.chain_id, self._vals)
-        except InvalidEvidence as e:
-            log.error("dropping invalid evidence: %s", e)
+            return self.app.validators(height)
+        except Exception:  # not known yet, or pruned: nothing to verify against
+            return None
+
+    def _on_evidence(self, peer_id: str | None, evidence: DuplicateVoteEvidence) -> None:
+        """Verify new ``evidence`` (ours when ``peer_id`` is None), hand it to the app and
+        gossip it; a peer sending invalid evidence is banned."""
+        evidence_hash = evidence.hash()
+        if evidence_hash in self._seen_evidence:
             return
+        vals = self._evidence_validators(evidence.height)
+        if vals is None:
+            log.debug("skipping evidence of height %d: no validator set", evidence.height)
+            return
+        self._seen_evidence[evidence_hash] = None
+        while len(self._seen_evidence) > MAX_SEEN_EVIDENCE:
+            self._seen_evidence.popitem(last=False)
+        try:
+            evidence.verify(self.chain_id, vals)
+        except InvalidEvidence as e:
+            if peer_id is None:
+                log.error("dropping invalid evidence: %s", e)
+            else:
+                self._ban(peer_id, f"invalid evidence: {e}")
+            return
+        log.info(
+            "duplicate %s evidence against %s at height %d/%d",
+            evidence.vote_a.type.name.lower(),
+            evidence.validator.hex(),
+            evidence.height,
+            evidence.vote_a.round,
+        )
         if evidence.validator == self.address:
             log.critical("evidence against our own validator: another signer uses our key?")
         try:
             self.app.add_evidence(evidence)
         except Exception:
             log.exception("app.add_evidence failed")
+        self._recent_evidence[evidence_hash] = evidence
+        while len(self._recent_evidence) > MAX_RECENT_EVIDENCE:
+            self._recent_evidence.popitem(last=False)
+        self._gossip_evidence(evidence, exclude=peer_id)
+
+    def _gossip_evidence(self, evidence: DuplicateVoteEvidence, exclude: str | None) -> None:
+        if self.switch is None:
+            return
+        payload = encode_message(EvidenceMessage(evidence))
+        for peer_id in list(self._peers):
+            if peer_id != exclude:
+                self.switch.send(peer_id, EVIDENCE_CHANNEL, payload)
 
     # ------------------------------------------------------------------ the consensus task
 
@@ -839,6 +910,9 @@ class ConsensusReactor:
         if isinstance(message, Status):
             self._on_status(item.peer_id, message)
             return
+        if isinstance(message, EvidenceMessage):
+            self._on_evidence(item.peer_id, message.evidence)
+            return
         height = _message_height(message)
         if height == self.height + 1:
             if len(self._pending) < self.config.max_pending:
@@ -960,12 +1034,18 @@ class ConsensusReactor:
 
     def _peer_added(self, peer: Peer) -> None:
         self._peers[peer.node_id] = _PeerState()
+        if self.switch is not None and EVIDENCE_CHANNEL in peer.channels:
+            oldest = self.height - self.config.evidence_max_age
+            for evidence in list(self._recent_evidence.values()):
+                if evidence.height >= oldest:
+                    payload = encode_message(EvidenceMessage(evidence))
+                    self.switch.send(peer.node_id, EVIDENCE_CHANNEL, payload)
 
     def _peer_removed(self, peer: Peer) -> None:
         self._peers.pop(peer.node_id, None)
         self.sync.remove_peer(peer.node_id)
 
-    async def _enqueue(self, peer_id: str, message: Status | ProposalMessage | VoteMessage) -> None:
+    async def _enqueue(self, peer_id: str, message: _PeerMessage) -> None:
         if not self._stopped.is_set():
             await self._queue.put(_PeerInput(peer_id, message))
 
@@ -980,6 +1060,9 @@ class ConsensusReactor:
 
     async def _receive_vote(self, peer: Peer, payload: bytes) -> None:
         await self._enqueue(peer.node_id, _decode(decode_vote_message, payload))
+
+    async def _receive_evidence(self, peer: Peer, payload: bytes) -> None:
+        await self._enqueue(peer.node_id, _decode(decode_evidence_message, payload))
 
 
 def _decode(decoder: Callable[[bytes], Any], payload: bytes) -> Any:
