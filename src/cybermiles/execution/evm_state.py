@@ -16,10 +16,13 @@ from typing import Any, ClassVar, Protocol
 
 from eth.abc import AccountDatabaseAPI
 from eth.db.journal import get_next_checkpoint
+from eth.exceptions import Halt, OutOfGas
 from eth.vm.code_stream import CodeStream
 from eth.vm.execution_context import ExecutionContext
 from eth.vm.forks.prague.computation import PragueComputation
 from eth.vm.forks.prague.state import PragueState
+from eth.vm.logic.invalid import InvalidOpcode
+from eth.vm.opcode import _FastOpcode
 
 from cybermiles.crypto.keccak import EMPTY_KECCAK
 from cybermiles.modules import registry
@@ -209,6 +212,63 @@ class ChainComputation(PragueComputation):
     @classmethod
     def get_precompiles(cls) -> dict[Any, Any]:
         return chain_precompiles()
+
+    @classmethod
+    def apply_computation(
+        cls,
+        state: Any,
+        message: Any,
+        transaction_context: Any,
+        parent_computation: Any = None,
+    ) -> Any:
+        """py-evm's ``BaseComputation.apply_computation`` with the gas of fixed-cost opcodes
+        charged inline (performance only, ~15% of an ERC20 transfer).
+
+        py-evm's ``_FastOpcode.__call__`` charges ``gas_cost`` through two method calls
+        (computation, gas meter) before running ``logic_fn``; here the same check and
+        subtraction happen in the loop, with the same ``OutOfGas`` when gas is short. Every
+        other opcode (dynamic gas, calls, wrapped opcodes) is called as py-evm calls it. With
+        py-evm's debug2 logging on, py-evm's own loop runs (it logs every opcode).
+        """
+        if cls.logger.show_debug2:
+            return super().apply_computation(
+                state, message, transaction_context, parent_computation
+            )
+        with cls(state, message, transaction_context) as computation:
+            if computation.is_origin_computation:
+                computation.contracts_created = []
+                if message.is_create:
+                    cls.consume_initcode_gas_cost(computation)
+            if parent_computation is not None:
+                computation.contracts_created = parent_computation.contracts_created
+            if message.is_create:
+                computation.contracts_created.append(message.storage_address)
+            precompile = computation.precompiles.get(message.code_address)
+            if precompile is not None:
+                if not message.is_delegation:
+                    precompile(computation)
+                return computation
+            meter = computation._gas_meter
+            opcode_lookup = computation.opcodes
+            try:
+                for opcode in computation.code:
+                    opcode_fn = opcode_lookup.get(opcode)
+                    if opcode_fn is None:
+                        InvalidOpcode(opcode)(computation)
+                    elif type(opcode_fn) is _FastOpcode:
+                        cost = opcode_fn.gas_cost
+                        if cost > meter.gas_remaining:
+                            raise OutOfGas(
+                                f"Out of gas: Needed {cost} - Remaining {meter.gas_remaining} "
+                                f"- Reason: {opcode_fn.mnemonic}"
+                            )
+                        meter.gas_remaining -= cost
+                        opcode_fn.logic_fn(computation)
+                    else:
+                        opcode_fn(computation=computation)
+            except Halt:
+                pass
+        return computation
 
     @property
     def precompiles(self) -> dict[Any, Any]:
