@@ -37,7 +37,7 @@ from typing import Any
 from eth.vm.forks.prague.constants import HISTORY_STORAGE_ADDRESS, HISTORY_STORAGE_CONTRACT_CODE
 
 from cybermiles.chain.errors import GenesisError
-from cybermiles.chain.params import MAX_UINT64, Params, parse_int, parse_params
+from cybermiles.chain.params import MAX_UINT64, WAD, Params, parse_int, parse_params
 
 _ADDRESS_RE = re.compile(r"^0x[0-9a-fA-F]{40}$")
 _HEX_RE = re.compile(r"^0x([0-9a-fA-F]{2})*$")
@@ -53,7 +53,6 @@ class GenesisAccount:
     storage: dict[int, int] = field(default_factory=dict)
 
 
-WAD = 10**18  # comp rates: 18-decimal fixed point, 1e18 = 100%
 DESCRIPTION_FIELDS = ("name", "website", "location", "email", "profile")
 
 

@@ -14,7 +14,8 @@ from typing import Any
 from cybermiles.chain.errors import GenesisError
 
 GWEI = 10**9
-CMT = 10**18
+CMT = 10**18  # wei per CMT
+WAD = 10**18  # comp rates: 18-decimal fixed point, 1e18 = 100%
 MAX_UINT64 = 2**64 - 1
 BASIS_POINTS = 10_000
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 from eth_account import Account
 
-from cybermiles.chain.params import BASIS_POINTS
+from cybermiles.chain.params import BASIS_POINTS, CMT
 from cybermiles.cli.common import console, setup_logging
 from cybermiles.cli.init import create_home, default_genesis
 from cybermiles.cli.run import run_node
@@ -24,7 +24,6 @@ from cybermiles.node.node import Node
 
 DEV_MNEMONIC = "test test test test test test test test test test test junk"
 DEV_CHAIN_ID = 1234
-CMT = 10**18
 # The devnet's one validator: dev account #0 operates it with this consensus key.
 DEV_VALIDATOR_SEED = keccak256(b"cybermiles devnet validator")
 DEV_VALIDATOR_MAX_AMOUNT = 10_000_000 * CMT  # self-stake 1,000,000 CMT at the 10% ratio

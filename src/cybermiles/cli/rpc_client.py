@@ -22,8 +22,9 @@ from rich.console import Console
 from rich.measure import Measurement
 from rich.table import Table
 
+from cybermiles.chain.params import CMT
+
 DEFAULT_RPC = "http://127.0.0.1:8545"
-WEI_PER_CMT = 10**18
 RECEIPT_POLL = 0.1
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -179,7 +180,7 @@ def parse_cmt(value: str) -> int:
             wei = int(text[:-3].strip(), 10)
         else:
             text = text.removesuffix("cmt").strip()
-            amount = Decimal(text) * WEI_PER_CMT
+            amount = Decimal(text) * CMT
             if amount != amount.to_integral_value():
                 raise click.BadParameter(f"{value!r} has more than 18 decimals")
             wei = int(amount)
@@ -202,7 +203,7 @@ def format_cmt(wei: int | str, *, unit: bool = True, places: int = 18) -> str:
     amount cut to nothing shows as ``<0.0001``)."""
     value = int(wei)
     sign = "-" if value < 0 else ""
-    whole, frac = divmod(abs(value), WEI_PER_CMT)
+    whole, frac = divmod(abs(value), CMT)
     digits = str(frac).rjust(18, "0")[:places].rstrip("0")
     if not whole and not digits and frac:
         text = f"{sign}<0.{'0' * (places - 1)}1"

@@ -55,11 +55,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from cybermiles.chain.params import CMT
 from cybermiles.cli.common import console, fail
 from cybermiles.cli.rpc_client import print_table
 from cybermiles.node.config import CONFIG_FILE, GENESIS_FILE, KEYSTORE_DIR, NodeConfig
 
-CMT = 10**18
 TESTNET_CHAIN_ID = 19
 DEFAULT_BASE_PORT = 26656
 DEFAULT_RPC_BASE_PORT = 8545

@@ -75,6 +75,7 @@ from cybermiles.execution.evm_state import (
     chain_precompiles,
     execution_context,
 )
+from cybermiles.modules.framework.module import ERROR_SELECTOR
 from cybermiles.state.account import Account
 from cybermiles.state.overlay import OverlayState
 from cybermiles.state.view import StateView
@@ -92,7 +93,6 @@ MAX_INITCODE_SIZE = 49_152  # EIP-3860
 ESTIMATE_ERROR_PER_MILLE = 15  # geth's estimateGasErrorRatio 0.015
 DYNAMIC_FEE_TX_TYPE = 2
 
-ERROR_SELECTOR = bytes.fromhex("08c379a0")  # Error(string)
 PANIC_SELECTOR = bytes.fromhex("4e487b71")  # Panic(uint256)
 PANIC_REASONS = {  # geth's abi.panicReasons
     0x00: "generic panic",

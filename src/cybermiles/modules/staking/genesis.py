@@ -10,7 +10,7 @@ its random-beacon commitment, live from block 1 with ``ONION_LENGTH`` reveals.
 from __future__ import annotations
 
 from cybermiles.chain.genesis import GenesisValidator
-from cybermiles.chain.params import Params
+from cybermiles.chain.params import WAD, Params
 from cybermiles.crypto.address import to_checksum
 from cybermiles.modules.addresses import STAKING
 from cybermiles.modules.framework.store import Backend
@@ -18,7 +18,7 @@ from cybermiles.modules.staking.beacon import beacon_for
 from cybermiles.modules.staking.beacon_commitments import ONION_LENGTH
 from cybermiles.modules.staking.bonding import bond
 from cybermiles.modules.staking.lifecycle import elect
-from cybermiles.modules.staking.module import WAD, self_stake_for
+from cybermiles.modules.staking.module import self_stake_for
 from cybermiles.modules.staking.records import Candidate
 from cybermiles.modules.staking.state import BeaconCommitment, StakingState
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from cybermiles.chain.params import BASIS_POINTS, Params
+from cybermiles.chain.params import BASIS_POINTS, WAD, Params
 from cybermiles.crypto.address import to_checksum
 from cybermiles.modules.addresses import STAKING
 from cybermiles.modules.framework.module import CallContext, Module, ModuleError, method
@@ -34,7 +34,6 @@ from cybermiles.modules.staking.records import DESCRIPTION_FIELDS, Candidate
 from cybermiles.modules.staking.slashing import deactivate
 from cybermiles.modules.staking.state import StakingState
 
-WAD = 10**18
 DESCRIPTION = "(string,string,string,string,string)"
 DESCRIPTION_LIMITS = (70, 140, 140, 140, 280)  # bytes, in DESCRIPTION_FIELDS order
 DECLARE_GAS = 1_000_000

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from cybermiles.chain.params import Params
+from cybermiles.chain.params import WAD, Params
 from cybermiles.crypto.address import to_checksum
 from cybermiles.modules.framework.store import Backend
 from cybermiles.modules.staking.power import PowerTable, power_table
 from cybermiles.modules.staking.records import DESCRIPTION_FIELDS, Candidate
 from cybermiles.modules.staking.state import StakingState
 
-WAD = 10**18
 VALIDATOR = "Validator"
 BACKUP = "Backup Validator"
 CANDIDATE = "Candidate"

@@ -21,14 +21,12 @@ as the last block's awards (``cmt_queryAwardInfos``).
 
 from __future__ import annotations
 
-from cybermiles.chain.params import BASIS_POINTS, Params
+from cybermiles.chain.params import BASIS_POINTS, WAD, Params
 from cybermiles.modules.addresses import COMMUNITY_POOL, STAKING
 from cybermiles.modules.framework.block import BlockInfo
 from cybermiles.modules.staking.power import PowerTable, power_table
 from cybermiles.modules.staking.records import Delegation
 from cybermiles.modules.staking.state import StakingState
-
-WAD = 10**18
 
 
 def block_mint(total_supply: int, params: Params) -> int:

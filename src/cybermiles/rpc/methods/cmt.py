@@ -40,7 +40,7 @@ from typing import Any
 
 from cybermiles.chain.errors import GenesisError
 from cybermiles.chain.genesis import parse_comp_rate
-from cybermiles.chain.params import Params
+from cybermiles.chain.params import WAD, Params
 from cybermiles.crypto.address import to_checksum
 from cybermiles.modules.addresses import GOVERNANCE, STAKING
 from cybermiles.modules.framework.store import Backend, ReadOnlyBackend
@@ -59,7 +59,6 @@ methods = MethodTable()
 
 ARG = "args"  # the name of every transaction method's one argument
 MAX_UINT256 = 2**256 - 1
-WAD = 10**18
 
 # eth_sendTransaction fields a cmt_* object may carry besides its own.
 TX_FIELDS = ("from", "nonce", "gas", "gasPrice", "maxFeePerGas", "maxPriorityFeePerGas", "type")
