@@ -10,9 +10,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import rlp
-from eth_bloom import BloomFilter
 
 from cybermiles.chain.rlp_codec import encode_bytes, encode_items, encode_list, encode_uint
+from cybermiles.crypto.keccak import keccak256
 
 EMPTY_BLOOM = b"\x00" * 256
 
@@ -65,16 +65,27 @@ def decode_receipt(data: bytes) -> Receipt:
     )
 
 
+def bloom_bits(item: bytes) -> int:
+    """The 3 bloom bits of ``item`` (Yellow Paper 4.3.1, M3:2048): for each of the first three
+    byte pairs of keccak256(item), bit ``pair & 2047`` of the 2048-bit big-endian bloom."""
+    h = keccak256(item)
+    return (
+        (1 << (((h[0] << 8) | h[1]) & 2047))
+        | (1 << (((h[2] << 8) | h[3]) & 2047))
+        | (1 << (((h[4] << 8) | h[5]) & 2047))
+    )
+
+
 def logs_bloom(logs: Iterable[Log]) -> bytes:
     """The 2048-bit bloom of the logs' addresses and topics (Yellow Paper 4.3.1)."""
-    bloom = BloomFilter()
+    bloom = 0
     empty = True
     for log in logs:
         empty = False
-        bloom.add(log.address)
+        bloom |= bloom_bits(log.address)
         for topic in log.topics:
-            bloom.add(topic)
-    return EMPTY_BLOOM if empty else int(bloom).to_bytes(256, "big")
+            bloom |= bloom_bits(topic)
+    return EMPTY_BLOOM if empty else bloom.to_bytes(256, "big")
 
 
 def combine_blooms(blooms: Iterable[bytes]) -> bytes:

@@ -10,24 +10,30 @@ revert with their call frame.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 from functools import cache
 from typing import Any, ClassVar, Protocol
 
+from eth._utils.address import generate_contract_address
 from eth.abc import AccountDatabaseAPI
+from eth.constants import CREATE_CONTRACT_ADDRESS
 from eth.db.journal import get_next_checkpoint
-from eth.exceptions import Halt, OutOfGas
+from eth.exceptions import Halt
 from eth.vm.code_stream import CodeStream
 from eth.vm.execution_context import ExecutionContext
+from eth.vm.forks.cancun.constants import BLOB_TX_TYPE
 from eth.vm.forks.prague.computation import PragueComputation
-from eth.vm.forks.prague.state import PragueState
-from eth.vm.logic.invalid import InvalidOpcode
-from eth.vm.opcode import _FastOpcode
+from eth.vm.forks.prague.state import PragueState, PragueTransactionExecutor
+from eth.vm.message import Message
+from eth_utils import get_extended_debug_logger
 
 from cybermiles.crypto.keccak import EMPTY_KECCAK
 from cybermiles.modules import registry
 from cybermiles.state.account import EMPTY_ACCOUNT, Account
 from cybermiles.state.world import WorldState
+
+from .interpreter import execute_code
 
 UNCOMPUTED_ROOT = b"\x00" * 32
 
@@ -221,14 +227,10 @@ class ChainComputation(PragueComputation):
         transaction_context: Any,
         parent_computation: Any = None,
     ) -> Any:
-        """py-evm's ``BaseComputation.apply_computation`` with the gas of fixed-cost opcodes
-        charged inline (performance only, ~15% of an ERC20 transfer).
-
-        py-evm's ``_FastOpcode.__call__`` charges ``gas_cost`` through two method calls
-        (computation, gas meter) before running ``logic_fn``; here the same check and
-        subtraction happen in the loop, with the same ``OutOfGas`` when gas is short. Every
-        other opcode (dynamic gas, calls, wrapped opcodes) is called as py-evm calls it. With
-        py-evm's debug2 logging on, py-evm's own loop runs (it logs every opcode).
+        """py-evm's ``BaseComputation.apply_computation`` with the bytecode run by our
+        interpreter loop (:mod:`cybermiles.execution.interpreter`: the same opcodes, the simple
+        ones faster). With py-evm's debug2 logging on, py-evm's own loop runs (it logs every
+        opcode).
         """
         if cls.logger.show_debug2:
             return super().apply_computation(
@@ -248,26 +250,8 @@ class ChainComputation(PragueComputation):
                 if not message.is_delegation:
                     precompile(computation)
                 return computation
-            meter = computation._gas_meter
-            opcode_lookup = computation.opcodes
-            try:
-                for opcode in computation.code:
-                    opcode_fn = opcode_lookup.get(opcode)
-                    if opcode_fn is None:
-                        InvalidOpcode(opcode)(computation)
-                    elif type(opcode_fn) is _FastOpcode:
-                        cost = opcode_fn.gas_cost
-                        if cost > meter.gas_remaining:
-                            raise OutOfGas(
-                                f"Out of gas: Needed {cost} - Remaining {meter.gas_remaining} "
-                                f"- Reason: {opcode_fn.mnemonic}"
-                            )
-                        meter.gas_remaining -= cost
-                        opcode_fn.logic_fn(computation)
-                    else:
-                        opcode_fn(computation=computation)
-            except Halt:
-                pass
+            with contextlib.suppress(Halt):
+                execute_code(computation)
         return computation
 
     @property
@@ -275,10 +259,50 @@ class ChainComputation(PragueComputation):
         return chain_precompiles()
 
 
+class ChainTransactionExecutor(PragueTransactionExecutor):
+    """Prague's transaction executor, building the message without py-evm's debug2 line
+    unless that logging is on: py-evm formats it eagerly, hex-encoding the whole contract code
+    and hashing the call data on every transaction."""
+
+    def build_evm_message(self, transaction: Any) -> Any:
+        """``CancunTransactionExecutor.build_evm_message`` minus the debug line: charge the gas
+        up front, bump the nonce, then the message (a create or a call, EIP-7702 aware)."""
+        vm_state = self.vm_state
+        if transaction.type_id == BLOB_TX_TYPE or vm_state.logger.show_debug2:
+            return super().build_evm_message(transaction)
+        sender = transaction.sender
+        vm_state.delta_balance(sender, -transaction.gas * vm_state.get_gas_price(transaction))
+        vm_state.increment_nonce(sender)
+        refund = self.calc_message_refund(transaction)
+        if transaction.to == CREATE_CONTRACT_ADDRESS:
+            create_address = generate_contract_address(sender, vm_state.get_nonce(sender) - 1)
+            data, code, is_delegation = b"", transaction.data, False
+        else:
+            create_address = None
+            data = transaction.data
+            code, delegation_address = self.get_code_at_address(transaction.to)
+            is_delegation = delegation_address is not None
+        return Message(
+            gas=transaction.gas - transaction.intrinsic_gas,
+            to=transaction.to,
+            sender=sender,
+            value=transaction.value,
+            data=data,
+            code=code,
+            create_address=create_address,
+            refund=refund,
+            is_delegation=is_delegation,
+        )
+
+
 class ChainVMState(PragueState):
     """py-evm's Prague state over our world state (no py-evm database, no system contracts)."""
 
     computation_class = ChainComputation
+    transaction_executor_class = ChainTransactionExecutor
+    # py-evm's ``logger`` property builds the logger's name on every access (several times per
+    # transaction); the logger it returns is this same object.
+    logger = get_extended_debug_logger("eth.vm.state.ChainVMState")
 
     def __init__(self, account_db: WorldStateAccountDB, execution_context: Any) -> None:
         self._db = None

@@ -35,10 +35,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from eth_bloom import BloomFilter
 from rlp.codec import consume_length_prefix
 
-from cybermiles.chain.receipts import Log, Receipt
+from cybermiles.chain.receipts import Log, Receipt, bloom_bits
 from cybermiles.chain.transactions import Transaction
 from cybermiles.rpc import format as fmt
 from cybermiles.rpc import params as p
@@ -75,11 +74,6 @@ def new_id() -> str:
 # --- criteria ---------------------------------------------------------------------------------
 
 
-def _mask(value: bytes) -> int:
-    """The three bloom bits of ``value``."""
-    return int(BloomFilter.from_iterable([value]))
-
-
 @dataclass(frozen=True, slots=True)
 class LogCriteria:
     """Which logs a query wants. ``topics[i] == ()`` is a wildcard position."""
@@ -98,11 +92,11 @@ class LogCriteria:
         setattr_ = object.__setattr__
         setattr_(self, "_address_set", frozenset(self.addresses))
         setattr_(self, "_topic_sets", tuple(frozenset(options) for options in self.topics))
-        setattr_(self, "_address_masks", tuple({_mask(a) for a in self.addresses}))
+        setattr_(self, "_address_masks", tuple({bloom_bits(a) for a in self.addresses}))
         setattr_(
             self,
             "_topic_masks",
-            tuple(tuple({_mask(t) for t in options}) for options in self.topics if options),
+            tuple(tuple({bloom_bits(t) for t in options}) for options in self.topics if options),
         )
 
     def bloom_may_match(self, bloom: int) -> bool:
