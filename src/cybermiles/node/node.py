@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,25 +21,33 @@ log = logging.getLogger("cybermiles.node")
 
 
 class HeadStateReader:
-    """The pool's view of the head state (each read in its own LMDB read transaction).
+    """The pool's view of the head state.
 
-    Admission reads a sender's nonce and then its balance: the last account read is kept per
-    thread for the same head, so that pair costs one database read. Admission is re-checked
-    by the block executor, so a head moving between the two reads does no harm.
+    Accounts read for a head are kept until the head changes (a block's state never changes,
+    and every state change, dev edits included, makes a new head), so a sender's nonce and
+    balance cost one database read per block however many transactions it sends. Reads go to
+    the state of the head's number, so an entry always matches the head it is kept for.
+    Admission is re-checked by the block executor, so a head moving during admission does no
+    harm.
     """
+
+    MAX_CACHED = 100_000
 
     def __init__(self, chain: Blockchain) -> None:
         self.chain = chain
-        self._last = threading.local()
+        self._accounts: tuple[object, dict[bytes, Account]] = (None, {})
 
     def _account(self, addr: bytes) -> Account:
-        head = self.chain.head_hash
-        last = getattr(self._last, "entry", None)
-        if last is not None and last[0] == addr and last[1] == head:
-            return last[2]
-        with self.chain.state_at() as state:
-            account = state.get_account_or_empty(addr)
-        self._last.entry = (addr, head, account)
+        head = self.chain.head
+        entry = self._accounts
+        if entry[0] is not head:
+            entry = self._accounts = (head, {})
+        account = entry[1].get(addr)
+        if account is None:
+            with self.chain.state_at(head.block_number) as state:
+                account = state.get_account_or_empty(addr)
+            if len(entry[1]) < self.MAX_CACHED:
+                entry[1][addr] = account
         return account
 
     def get_nonce(self, addr: bytes) -> int:
