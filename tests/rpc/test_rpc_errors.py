@@ -207,6 +207,42 @@ def test_rejected_transactions_use_geth_messages(
     assert error["message"].startswith("insufficient funds for gas * price + value")
 
 
+def test_batch_of_raw_transactions_answers_each_as_alone(
+    post: Callable[..., HttpReply], w3: Web3, node: Node
+) -> None:
+    """A batch large enough to be decoded in the decoder process answers every request as it
+    would be answered alone: hashes in order, bad ones with their own errors."""
+    senders = KEYS[2:5]
+    sends = [_signed(key, nonce=n, value=n + 1) for n in range(4) for key in senders]
+    bad_signature = sends[0][:-4] + "0000"
+    batch = [
+        *sends,
+        _signed(KEYS[6], chainId=CHAIN_ID + 1),
+        "0x1234",
+        "0xzz",
+        sends[3],  # the same transaction again
+        bad_signature,
+    ]
+    assert len(batch) - 1 >= node.tx_decoder.min_batch and len(batch) <= MAX_BATCH  # -1: 0xzz
+    reply = post([request("eth_sendRawTransaction", raw, id=i) for i, raw in enumerate(batch)])
+    answers = {a["id"]: a for a in reply.json()}
+    assert sorted(answers) == list(range(len(batch)))
+    for i, raw in enumerate(sends):
+        assert answers[i]["result"] == Web3.to_hex(Web3.keccak(hexstr=raw)), answers[i]
+    n = len(sends)
+    assert answers[n]["error"] == {"code": -32000, "message": "invalid chain id for signer"}
+    assert answers[n + 1]["error"] == {"code": -32000, "message": "transaction type not supported"}
+    assert answers[n + 2]["error"]["code"] == -32602
+    assert answers[n + 3]["error"] == {"code": -32000, "message": "already known"}
+    assert answers[n + 4]["error"]["code"] == -32000
+    assert node.tx_decoder._pool is not None  # the batch went through the decoder process
+    for i in range(n):
+        receipt = w3.eth.wait_for_transaction_receipt(
+            answers[i]["result"], timeout=30, poll_latency=0.05
+        )
+        assert receipt["status"] == 1
+
+
 def test_unknown_block_for_state_reads(post: Callable[..., HttpReply]) -> None:
     address = "0x" + "ab" * 20
     for method, extra in [

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cybermiles.chain.genesis import Genesis, load_genesis
-from cybermiles.chain.transactions import Transaction, decode_transaction
+from cybermiles.chain.transactions import Transaction
 from cybermiles.mempool import Mempool, MempoolConfig
 from cybermiles.node.accounts import LocalAccounts
 from cybermiles.node.blockchain import Blockchain
@@ -15,6 +15,7 @@ from cybermiles.node.config import DATA_DIR, GENESIS_FILE, NodeConfig, load_conf
 from cybermiles.node.consensus_service import ConsensusService
 from cybermiles.node.dev import DevTools
 from cybermiles.node.producer import BlockProducer, pool_config
+from cybermiles.node.tx_decoder import TxDecoder
 from cybermiles.state.account import Account
 
 log = logging.getLogger("cybermiles.node")
@@ -106,6 +107,7 @@ class Node:
             block_time=self.config.mining.block_time,
             max_block_txs=self.config.mining.max_block_txs,
         )
+        self.tx_decoder = TxDecoder(self.chain_id)
         self.dev_tools = DevTools(self.chain, self.mempool, self.producer) if dev else None
         # With [consensus] enabled the validators agree on every block over p2p; otherwise
         # this node builds its chain alone (devnet, single-validator nodes).
@@ -144,6 +146,7 @@ class Node:
         if self.consensus is not None:
             self.consensus.stop()
         self.producer.stop()
+        self.tx_decoder.close()
         self.chain.close()
 
     def submit_raw_transaction(self, raw: bytes) -> bytes:
@@ -151,7 +154,7 @@ class Node:
 
         Raises ``InvalidTransaction`` (geth's messages) when decoding or admission fails.
         """
-        tx = decode_transaction(raw, self.chain_id)
+        tx = self.tx_decoder.decode(raw)
         self.submit_transaction(tx)
         return tx.hash
 

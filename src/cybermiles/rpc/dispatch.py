@@ -13,6 +13,7 @@ Rules:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 
@@ -93,9 +94,29 @@ class Dispatcher:
                     f"batch too large: {len(message)} requests, at most {self.max_batch} allowed"
                 ),
             )
-        replies = [self.handle_request(item, session) for item in message]
+        with self._prepared(message):
+            replies = [self.handle_request(item, session) for item in message]
         answered = [reply for reply in replies if reply is not None]
         return answered or None
+
+    def _prepared(self, batch: list[Any]) -> contextlib.ExitStack:
+        """The batch preparations of the methods the batch calls, entered (see rpc.registry)."""
+        stack = contextlib.ExitStack()
+        for name, prep in self.methods.batch_preps.items():
+            params = [
+                item["params"]
+                for item in batch
+                if isinstance(item, dict)
+                and item.get("method") == name
+                and isinstance(item.get("params"), list)
+            ]
+            if not params:
+                continue
+            try:
+                stack.enter_context(prep(self.node, params))
+            except Exception:
+                log.exception("batch preparation of %s failed", name)
+        return stack
 
     def handle_request(self, request: Any, session: Session) -> Response | None:
         if not isinstance(request, dict):

@@ -9,16 +9,23 @@ Rules:
   :class:`~cybermiles.rpc.session.Session` (WebSocket subscriptions hang on it).
 * Each ``rpc/methods/<namespace>.py`` module fills its own ``MethodTable``; ``rpc.methods``
   merges them. A name may be registered once.
+* A method may also register a batch preparation ``(node, [params, ...]) -> context manager``:
+  before a JSON-RPC batch runs, it gets the params of every request of the batch calling that
+  method, and the batch runs inside the context it returns. It is an optimisation only (e.g.
+  decoding all raw transactions together): each request still runs through its handler, with
+  the same result and errors as alone, and a preparation that fails is skipped.
 """
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
 Handler = Callable[..., Any]
+BatchPrep = Callable[[Any, list[list[Any]]], AbstractContextManager[Any]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,11 +70,23 @@ class MethodTable:
 
     def __init__(self) -> None:
         self._methods: dict[str, Method] = {}
+        self.batch_preps: dict[str, BatchPrep] = {}
 
     def method(self, name: str) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             self.add(name, handler)
             return handler
+
+        return register
+
+    def batch_prep(self, name: str) -> Callable[[BatchPrep], BatchPrep]:
+        """Register the batch preparation of method ``name`` (see the module docstring)."""
+
+        def register(prep: BatchPrep) -> BatchPrep:
+            if name in self.batch_preps:
+                raise ValueError(f"batch preparation of {name} registered twice")
+            self.batch_preps[name] = prep
+            return prep
 
         return register
 
@@ -79,6 +98,8 @@ class MethodTable:
     def update(self, other: MethodTable) -> None:
         for method in other:
             self.add(method.name, method.handler)
+        for name, prep in other.batch_preps.items():
+            self.batch_prep(name)(prep)
 
     def get(self, name: str) -> Method | None:
         return self._methods.get(name)

@@ -17,11 +17,14 @@ Rules:
 
 from __future__ import annotations
 
+import contextlib
+from contextlib import AbstractContextManager
 from typing import Any
 
 from cybermiles.rpc import format as fmt
 from cybermiles.rpc import lookup, views
 from cybermiles.rpc import params as p
+from cybermiles.rpc.errors import ParamError
 from cybermiles.rpc.registry import MethodTable
 
 methods = MethodTable()
@@ -100,6 +103,16 @@ def get_storage_at(node: Any, address: Any, slot: Any, block: Any = None) -> str
 @methods.method("eth_sendRawTransaction")
 def send_raw_transaction(node: Any, data: Any) -> str:
     return fmt.data(node.submit_raw_transaction(p.data(data, "data")))
+
+
+@methods.batch_prep("eth_sendRawTransaction")
+def decode_raw_transactions(node: Any, batch: list[list[Any]]) -> AbstractContextManager[Any]:
+    """A batch's raw transactions are decoded together, in the node's decoder process."""
+    raws = []
+    for params in batch:
+        with contextlib.suppress(ParamError, IndexError):
+            raws.append(p.data(params[0], "data"))
+    return node.tx_decoder.prepared(raws)
 
 
 @methods.method("eth_getTransactionByHash")
