@@ -58,6 +58,7 @@ def outcome(result: Transaction | InvalidTransaction) -> Any:
 @pytest.fixture
 def decoder() -> Iterator[TxDecoder]:
     d = TxDecoder(CHAIN_ID, min_batch=4)
+    assert d.wait_ready(60)
     yield d
     d.close()
 
@@ -74,10 +75,31 @@ def test_worker_results_equal_decoding_in_process(decoder: TxDecoder) -> None:
             assert result.sender == bytes.fromhex(Account.recover_transaction(raw)[2:])
 
 
-def test_small_batches_decode_in_the_caller(decoder: TxDecoder) -> None:
-    raws = mixed_batch()[:3]
-    assert decoder.decode_many(raws) == decode_all(raws, CHAIN_ID)
-    assert decoder._pool is None
+def test_small_batches_and_a_starting_worker_decode_in_the_caller(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    decoder = TxDecoder(CHAIN_ID, min_batch=4)
+    try:
+        raws = mixed_batch()
+        assert decoder.decode_many(raws[:3]) == decode_all(raws[:3], CHAIN_ID)
+        assert decoder._pool is None
+        expected = [outcome(r) for r in decode_all(raws, CHAIN_ID)]
+        calls: list[bytes] = []
+        real = tx_decoder.decode_transaction
+
+        def counted(raw: bytes, chain_id: int) -> Transaction:
+            calls.append(raw)  # decoding in this process (the worker has its own module)
+            return real(raw, chain_id)
+
+        monkeypatch.setattr(tx_decoder, "decode_transaction", counted)
+        assert [outcome(r) for r in decoder.decode_many(raws)] == expected
+        assert decoder._pool is not None, "the first large batch starts the worker"
+        assert calls == raws, "and is decoded here while the worker starts"
+        assert decoder.wait_ready(60)
+        assert [outcome(r) for r in decoder.decode_many(raws)] == expected
+        assert calls == raws, "once started, the worker decodes"
+    finally:
+        decoder.close()
 
 
 def test_prepared_results_serve_decode_in_the_same_thread_only(
@@ -106,8 +128,7 @@ def test_prepared_results_serve_decode_in_the_same_thread_only(
         thread.start()
         thread.join()
         assert isinstance(elsewhere[0], AssertionError), "another thread saw this batch"
-        with pytest.raises(AssertionError):  # a result is taken once
-            decoder.decode(raws[0])
+        assert decoder.decode(raws[0]) == decode_transaction(raws[0], CHAIN_ID)  # again
     with pytest.raises(AssertionError):  # and dropped when the batch ends
         decoder.decode(raws[2])
 
@@ -120,9 +141,10 @@ def test_a_dead_worker_falls_back_then_restarts(decoder: TxDecoder) -> None:
     assert pool is not None
     for pid in list(pool._processes):
         os.kill(pid, signal.SIGKILL)
-    assert [outcome(r) for r in decoder.decode_many(raws)] == expected
-    assert [outcome(r) for r in decoder.decode_many(raws)] == expected
+    assert [outcome(r) for r in decoder.decode_many(raws)] == expected  # in the caller
+    assert decoder.wait_ready(60)
     assert decoder._pool is not None and decoder._pool is not pool
+    assert [outcome(r) for r in decoder.decode_many(raws)] == expected
 
 
 def test_closed_decoder_decodes_in_the_caller(decoder: TxDecoder) -> None:

@@ -22,6 +22,7 @@ from rpc_harness import (
 )
 from web3 import Web3
 
+from cybermiles.node import tx_decoder
 from cybermiles.node.config import RpcConfig
 from cybermiles.node.node import Node
 from cybermiles.rpc.dispatch import Dispatcher
@@ -208,10 +209,14 @@ def test_rejected_transactions_use_geth_messages(
 
 
 def test_batch_of_raw_transactions_answers_each_as_alone(
-    post: Callable[..., HttpReply], w3: Web3, node: Node
+    post: Callable[..., HttpReply], w3: Web3, node: Node, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A batch large enough to be decoded in the decoder process answers every request as it
     would be answered alone: hashes in order, bad ones with their own errors."""
+
+    def not_here(raw: bytes, chain_id: int) -> Any:
+        raise AssertionError("decoded in the node process, not by the decoder process")
+
     senders = KEYS[2:5]
     sends = [_signed(key, nonce=n, value=n + 1) for n in range(4) for key in senders]
     bad_signature = sends[0][:-4] + "0000"
@@ -224,6 +229,8 @@ def test_batch_of_raw_transactions_answers_each_as_alone(
         bad_signature,
     ]
     assert len(batch) - 1 >= node.tx_decoder.min_batch and len(batch) <= MAX_BATCH  # -1: 0xzz
+    assert node.tx_decoder.wait_ready(60)
+    monkeypatch.setattr(tx_decoder, "decode_transaction", not_here)
     reply = post([request("eth_sendRawTransaction", raw, id=i) for i, raw in enumerate(batch)])
     answers = {a["id"]: a for a in reply.json()}
     assert sorted(answers) == list(range(len(batch)))
@@ -235,7 +242,7 @@ def test_batch_of_raw_transactions_answers_each_as_alone(
     assert answers[n + 2]["error"]["code"] == -32602
     assert answers[n + 3]["error"] == {"code": -32000, "message": "already known"}
     assert answers[n + 4]["error"]["code"] == -32000
-    assert node.tx_decoder._pool is not None  # the batch went through the decoder process
+    monkeypatch.undo()
     for i in range(n):
         receipt = w3.eth.wait_for_transaction_receipt(
             answers[i]["result"], timeout=30, poll_latency=0.05

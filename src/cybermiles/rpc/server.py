@@ -202,6 +202,9 @@ async def _ws_writer(ws: web.WebSocketResponse, outgoing: asyncio.Queue[bytes | 
 
 async def _attach_events(app: web.Application) -> None:
     subscriptions.attach(app[NODE])  # node events -> filters and subscriptions
+    decoder = getattr(app[NODE], "tx_decoder", None)
+    if decoder is not None:
+        decoder.start()  # batches of raw transactions are decoded there (node.tx_decoder)
 
 
 async def _detach_events(app: web.Application) -> None:
