@@ -15,7 +15,8 @@ The rules they keep:
   py-evm opcode that pops bytes pads or truncates them (addresses, ``MSTORE``, ``TSTORE``),
   so an ``int`` and its big-endian bytes are interchangeable on the stack;
 - memory grows through py-evm's ``extend_memory`` (same gas, same ``OutOfGas``), only when
-  the access ends past the current size (memory size is always a multiple of 32).
+  the access ends past the current size (memory size is always a multiple of 32); other
+  dynamic gas (``KECCAK256``'s per-word cost) goes through py-evm's gas meter.
 
 A handler is ``handler(computation, stack, code, pc) -> pc``: ``code`` is the frame's bytecode
 and ``pc`` the position after the opcode byte; it returns where execution continues. The fixed
@@ -27,6 +28,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from eth.constants import GAS_SHA3WORD
 from eth.exceptions import FullStack, InvalidInstruction, InvalidJumpDestination
 from eth.vm.logic import (
     arithmetic,
@@ -38,6 +40,9 @@ from eth.vm.logic import (
     stack,
     swap,
 )
+from eth.vm.logic import sha3 as keccak_logic
+
+from cybermiles.crypto.keccak import keccak256
 
 Handler = Callable[[Any, list[Any], bytes, int], int]
 
@@ -414,6 +419,28 @@ def mstore8(c: Any, st: list[Any], code: bytes, pc: int) -> int:
     return pc
 
 
+def sha3(c: Any, st: list[Any], code: bytes, pc: int) -> int:
+    """KECCAK256 of memory: expansion gas first, then 6 gas per word, as py-evm charges."""
+    start = st.pop()
+    size = st.pop()
+    if start.__class__ is bytes:
+        start = _from_bytes(start, "big")
+    if size.__class__ is bytes:
+        size = _from_bytes(size, "big")
+    if not size:
+        data = b""
+    else:
+        end = start + size
+        mem = c._memory._bytes
+        if end > len(mem):
+            c.extend_memory(start, size)
+            mem = c._memory._bytes
+        data = bytes(mem[start:end])
+    c._gas_meter.consume_gas(GAS_SHA3WORD * ((size + 31) // 32), "SHA3: word gas cost")
+    st.append(_from_bytes(keccak256(data), "big"))
+    return pc
+
+
 # --------------------------------------------------------------------------- call context
 
 
@@ -492,6 +519,7 @@ REPLACES: dict[Callable[..., None], Handler] = {
     memory.mload: mload,
     memory.mstore: mstore,
     memory.mstore8: mstore8,
+    keccak_logic.sha3: sha3,
     context.calldataload: calldataload,
     context.calldatasize: calldatasize,
     context.callvalue: callvalue,

@@ -6,10 +6,10 @@ two changes that only affect speed:
 
 - the program counter is a local variable, written back to py-evm's ``CodeStream`` only
   around the opcodes py-evm runs itself (which may read or move it);
-- an opcode whose py-evm implementation is a fixed-gas ``_FastOpcode`` with a replacement in
-  :data:`~cybermiles.execution.fast_opcodes.REPLACES` runs that replacement; the gas check and
-  ``OutOfGas`` are py-evm's. Every other opcode (dynamic gas, storage, calls, creates, logs,
-  halts) is called exactly as py-evm calls it.
+- an opcode whose py-evm implementation is a ``_FastOpcode`` (base gas charged by the loop)
+  with a replacement in :data:`~cybermiles.execution.fast_opcodes.REPLACES` runs that
+  replacement; the gas check and ``OutOfGas`` are py-evm's. Every other opcode (storage,
+  calls, creates, logs, halts) is called exactly as py-evm calls it.
 
 Running past the end of the code is ``STOP``. The table is built from the computation's own
 opcode table, so a fork that changes an opcode's logic falls back to py-evm for it.
