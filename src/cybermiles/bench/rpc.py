@@ -57,7 +57,7 @@ from .core import (
 from .progress import ProgressBars
 from .txgen import BenchKey, bench_keys
 
-DEFAULT_TXS = 5_000
+DEFAULT_TXS = 20_000  # a few seconds per workload: the first and last blocks weigh little
 DEFAULT_CLIENTS = 4
 DEFAULT_BATCH = 100
 DEFAULT_BLOCK_TIME = 0.25

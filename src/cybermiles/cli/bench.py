@@ -15,6 +15,8 @@ from cybermiles.bench.core import (
     render_table,
     run_core,
 )
+from cybermiles.bench.rpc import DEFAULT_BATCH, DEFAULT_BLOCK_TIME, DEFAULT_CLIENTS
+from cybermiles.bench.rpc import DEFAULT_TXS as RPC_DEFAULT_TXS
 
 # Options both benchmarks take.
 runs_option = click.option(
@@ -142,28 +144,28 @@ def core_command(
 @click.option(
     "--txs",
     type=click.IntRange(min=1),
-    default=5_000,
+    default=RPC_DEFAULT_TXS,
     show_default=True,
     help="Transactions per workload.",
 )
 @click.option(
     "--clients",
     type=click.IntRange(min=1),
-    default=4,
+    default=DEFAULT_CLIENTS,
     show_default=True,
     help="Concurrent asyncio clients (disjoint senders).",
 )
 @click.option(
     "--batch",
     type=click.IntRange(1, 1000),
-    default=100,
+    default=DEFAULT_BATCH,
     show_default=True,
     help="eth_sendRawTransaction calls per JSON-RPC batch.",
 )
 @click.option(
     "--block-time",
     type=click.FloatRange(min=0),
-    default=0.25,
+    default=DEFAULT_BLOCK_TIME,
     show_default=True,
     help="The node's interval mining period, seconds. 0 = automine (one block per "
     "transaction): not the throughput mode.",

