@@ -156,3 +156,14 @@ def test_closed_decoder_decodes_in_the_caller(decoder: TxDecoder) -> None:
         outcome(r) for r in decode_all(raws, CHAIN_ID)
     ]
     assert decoder._pool is None
+
+
+def test_a_decoder_closed_under_a_batch_decodes_it_in_the_caller(decoder: TxDecoder) -> None:
+    raws = mixed_batch()
+    pool = decoder._worker()
+    assert pool is not None
+    pool.shutdown(wait=False)  # as close() from another thread between _worker() and submit
+    decoder._worker = lambda: pool  # type: ignore[method-assign]
+    assert [outcome(r) for r in decoder.decode_many(raws)] == [
+        outcome(r) for r in decode_all(raws, CHAIN_ID)
+    ]

@@ -89,6 +89,8 @@ class TxDecoder:
             except BrokenProcessPool:
                 log.warning("transaction decoder process died; decoding in the node process")
                 self._drop(pool)
+            except RuntimeError:  # closed meanwhile (the node is stopping)
+                pass
         return decode_all(raws, self.chain_id)
 
     def decode(self, raw: bytes) -> Transaction:
