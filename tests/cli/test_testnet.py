@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import shutil
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -19,6 +17,7 @@ import pytest
 from click.testing import CliRunner, Result
 from eth_account import Account
 
+from cybermiles.bench.network import free_port_range
 from cybermiles.chain.genesis import load_genesis
 from cybermiles.cli.main import cli
 from cybermiles.cli.testnet import OWNER_PASSWORD_FILE, TESTNET_PARAMS
@@ -32,24 +31,6 @@ CMT_SCRIPT = Path(sys.executable).with_name("cmt")
 
 def run(*args: str) -> Result:
     return CliRunner().invoke(cli, list(args), catch_exceptions=False)
-
-
-def _free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port_range(count: int) -> int:
-    """A base port with ``count`` consecutive free loopback ports."""
-    for _ in range(200):
-        base = random.randrange(20_000, 60_000)
-        if all(_free(base + i) for i in range(count)):
-            return base
-    raise AssertionError("no free port range")
 
 
 def init(home: Path, n: int, *extra: str) -> Result:

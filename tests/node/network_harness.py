@@ -14,10 +14,8 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
-import random
 import shutil
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -32,6 +30,7 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from node_harness import CmtProcess, Processes, Rpc, RpcError, hexint, sign_transfer
 
+from cybermiles.bench.network import free_port_range
 from cybermiles.cli.devnet import dev_keys
 from cybermiles.cli.testnet import MANIFEST_FILE, TESTNET_CHAIN_ID, init_testnet
 from cybermiles.consensus.commit import Commit
@@ -39,26 +38,6 @@ from cybermiles.node.config import load_config, write_config
 from cybermiles.p2p.keys import load_node_key, node_id_of, node_key_path
 
 CHAIN_ID = TESTNET_CHAIN_ID
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port_range(count: int, avoid: set[int] | None = None) -> int:
-    """A base port with ``count`` consecutive free loopback ports (none in ``avoid``)."""
-    avoid = avoid or set()
-    for _ in range(500):
-        base = random.randrange(20_000, 60_000)
-        ports = range(base, base + count)
-        if not avoid.intersection(ports) and all(_port_free(p) for p in ports):
-            return base
-    raise AssertionError("no free port range")
 
 
 def wait_until(

@@ -53,7 +53,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import rlp
-from rlp.sedes import big_endian_int
 
 from cybermiles.consensus.commit import Commit, MalformedCommit
 from cybermiles.consensus.events import TimeoutEvent, ValueEvent
@@ -63,6 +62,8 @@ from cybermiles.consensus.signing import (
     decode_vote,
     encode_proposal,
     encode_vote,
+    field_bytes,
+    field_uint,
 )
 from cybermiles.consensus.types import Proposal, Step, Vote, VoteType
 from cybermiles.consensus.votes import DuplicateVoteEvidence
@@ -231,21 +232,6 @@ def encode_message(message: Message) -> bytes:
 # --- decoding helpers ------------------------------------------------------------------------
 
 
-def _uint(item: object, what: str) -> int:
-    if not isinstance(item, bytes):
-        raise MalformedMessage(f"{what} must be an RLP string")
-    try:
-        return big_endian_int.deserialize(item)
-    except rlp.exceptions.DeserializationError as e:
-        raise MalformedMessage(f"{what}: {e}") from e
-
-
-def _bytes(item: object, what: str) -> bytes:
-    if not isinstance(item, bytes):
-        raise MalformedMessage(f"{what} must be an RLP string")
-    return item
-
-
 def _list(item: object, length: int | None, what: str) -> list[object]:
     if not isinstance(item, list) or (length is not None and len(item) != length):
         n = "" if length is None else f" of {length} items"
@@ -279,7 +265,7 @@ def _vote_type(value: int) -> VoteType:
 
 
 def _hash(item: object, what: str) -> bytes:
-    value = _bytes(item, what)
+    value = field_bytes(item, what)
     if len(value) != HASH_SIZE:
         raise MalformedMessage(f"{what} must be {HASH_SIZE} bytes")
     return value
@@ -307,25 +293,25 @@ def decode_status(data: bytes) -> Status:
     proposals = []
     for entry in raw_props:
         pair = _list(entry, 2, "status proposal")
-        proposals.append((_uint(pair[0], "proposal round"), _hash(pair[1], "proposal hash")))
+        proposals.append((field_uint(pair[0], "proposal round"), _hash(pair[1], "proposal hash")))
     votes = []
     for entry in raw_votes:
         triple = _list(entry, 3, "status vote bits")
-        bits = _bytes(triple[2], "vote bitmap")
+        bits = field_bytes(triple[2], "vote bitmap")
         if len(bits) > MAX_BITMAP_BYTES:
             raise MalformedMessage("vote bitmap too long")
         votes.append(
             VoteBits(
-                _uint(triple[0], "vote bits round"),
-                _vote_type(_uint(triple[1], "vote bits type")),
+                field_uint(triple[0], "vote bits round"),
+                _vote_type(field_uint(triple[1], "vote bits type")),
                 bits,
             )
         )
     return Status(
-        height=_uint(items[0], "status height"),
-        round=_uint(items[1], "status round"),
-        step=_step(_uint(items[2], "status step")),
-        app_height=_uint(items[3], "status app height"),
+        height=field_uint(items[0], "status height"),
+        round=field_uint(items[1], "status round"),
+        step=_step(field_uint(items[2], "status step")),
+        app_height=field_uint(items[3], "status app height"),
         proposals=tuple(proposals),
         votes=tuple(votes),
     )
@@ -343,8 +329,8 @@ def decode_proposal_message(data: bytes, max_block_bytes: int) -> ProposalMessag
     if tag != _PROPOSAL:
         raise MalformedMessage(f"unexpected message {tag} on the proposal channel")
     items = _list(_rlp(body, "proposal message"), 2, "proposal message")
-    proposal = decode_proposal(_bytes(items[0], "proposal"))
-    block = _bytes(items[1], "block")
+    proposal = decode_proposal(field_bytes(items[0], "proposal"))
+    block = field_bytes(items[1], "block")
     if not block or len(block) > max_block_bytes:
         raise MalformedMessage(f"block of {len(block)} bytes (limit {max_block_bytes})")
     return ProposalMessage(proposal, block)
@@ -375,19 +361,19 @@ def decode_blocksync(data: bytes, max_block_bytes: int) -> BlockRequest | BlockR
     tag, body = _split(data, "block sync message")
     if tag in (_BLOCK_REQUEST, _NO_BLOCK):
         items = _list(_rlp(body, "block sync message"), 1, "block sync message")
-        height = _uint(items[0], "height")
+        height = field_uint(items[0], "height")
         if height < 1:
             raise MalformedMessage("block sync height must be >= 1")
         return BlockRequest(height) if tag == _BLOCK_REQUEST else NoBlock(height)
     if tag != _BLOCK_RESPONSE:
         raise MalformedMessage(f"unexpected message {tag} on the block sync channel")
     items = _list(_rlp(body, "block response"), 3, "block response")
-    height = _uint(items[0], "height")
-    block = _bytes(items[1], "block")
+    height = field_uint(items[0], "height")
+    block = field_bytes(items[1], "block")
     if not block or len(block) > max_block_bytes:
         raise MalformedMessage(f"block of {len(block)} bytes (limit {max_block_bytes})")
     try:
-        commit = Commit.decode(_bytes(items[2], "commit"))
+        commit = Commit.decode(field_bytes(items[2], "commit"))
     except MalformedCommit as e:
         raise MalformedMessage(f"malformed commit: {e}") from e
     return BlockResponse(height, block, commit)
@@ -407,8 +393,8 @@ def decode_evidence_message(data: bytes) -> EvidenceMessage:
         raise MalformedMessage(f"unexpected message {tag} on the evidence channel")
     items = _list(_rlp(body, "evidence"), 2, "evidence")
     evidence = DuplicateVoteEvidence(
-        decode_vote(_bytes(items[0], "evidence vote_a")),
-        decode_vote(_bytes(items[1], "evidence vote_b")),
+        decode_vote(field_bytes(items[0], "evidence vote_a")),
+        decode_vote(field_bytes(items[1], "evidence vote_b")),
     )
     if evidence.encode() != body:
         raise MalformedMessage("evidence encoding is not canonical")
@@ -475,21 +461,23 @@ def decode_wal_record(data: bytes) -> WALEntry:
     items = _list(_rlp(body, "WAL record"), None, "WAL record")
     if tag == _W_PROPOSAL and len(items) == 2:
         return ProposalRecord(
-            decode_proposal(_bytes(items[0], "proposal")), bool(_uint(items[1], "valid"))
+            decode_proposal(field_bytes(items[0], "proposal")), bool(field_uint(items[1], "valid"))
         )
     if tag == _W_BLOCK_PART and len(items) == 4:
         return BlockPart(
             _hash(items[0], "block hash"),
-            _uint(items[1], "part index"),
-            _uint(items[2], "part count"),
-            _bytes(items[3], "part data"),
+            field_uint(items[1], "part index"),
+            field_uint(items[2], "part count"),
+            field_bytes(items[3], "part data"),
         )
     if tag == _W_TIMEOUT and len(items) == 3:
         return TimeoutEvent(
-            _uint(items[0], "height"), _uint(items[1], "round"), _step(_uint(items[2], "step"))
+            field_uint(items[0], "height"),
+            field_uint(items[1], "round"),
+            _step(field_uint(items[2], "step")),
         )
     if tag == _W_VALUE and len(items) == 3:
         return ValueEvent(
-            _uint(items[0], "height"), _uint(items[1], "round"), _hash(items[2], "hash")
+            field_uint(items[0], "height"), field_uint(items[1], "round"), _hash(items[2], "hash")
         )
     raise MalformedMessage(f"unknown WAL record {tag} with {len(items)} items")

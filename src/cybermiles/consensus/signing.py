@@ -35,6 +35,8 @@ __all__ = [
     "decode_vote",
     "encode_proposal",
     "encode_vote",
+    "field_bytes",
+    "field_uint",
     "proposal_sign_bytes",
     "sign_proposal",
     "sign_vote",
@@ -138,7 +140,8 @@ def verify_proposal(pub_key: bytes, chain_id: int, proposal: Proposal) -> bool:
 # --- wire encodings ------------------------------------------------------------------------
 
 
-def _uint(item: object, what: str) -> int:
+def field_uint(item: object, what: str) -> int:
+    """A decoded RLP field that must be an unsigned integer (MalformedMessage otherwise)."""
     if not isinstance(item, bytes):
         raise MalformedMessage(f"{what} must be an RLP string")
     try:
@@ -147,7 +150,8 @@ def _uint(item: object, what: str) -> int:
         raise MalformedMessage(f"{what}: {e}") from e
 
 
-def _bytes(item: object, what: str) -> bytes:
+def field_bytes(item: object, what: str) -> bytes:
+    """A decoded RLP field that must be a string (MalformedMessage otherwise)."""
     if not isinstance(item, bytes):
         raise MalformedMessage(f"{what} must be an RLP string")
     return item
@@ -186,17 +190,17 @@ def decode_vote(data: bytes) -> Vote:
         Bad RLP, wrong item count, or fields that cannot form a vote.
     """
     items = _decode_list(data, 6, "vote")
-    type_ = _uint(items[0], "vote type")
+    type_ = field_uint(items[0], "vote type")
     if type_ not in (VoteType.PREVOTE, VoteType.PRECOMMIT):
         raise MalformedMessage(f"unknown vote type {type_}")
-    block_hash = _bytes(items[3], "vote block hash")
+    block_hash = field_bytes(items[3], "vote block hash")
     vote = Vote(
         type=VoteType(type_),
-        height=_uint(items[1], "vote height"),
-        round=_uint(items[2], "vote round"),
+        height=field_uint(items[1], "vote height"),
+        round=field_uint(items[2], "vote round"),
         block_hash=block_hash or None,
-        validator=_bytes(items[4], "vote validator"),
-        signature=_bytes(items[5], "vote signature"),
+        validator=field_bytes(items[4], "vote validator"),
+        signature=field_bytes(items[5], "vote signature"),
     )
     _check_vote_fields(vote)
     return vote
@@ -226,12 +230,12 @@ def decode_proposal(data: bytes) -> Proposal:
     """
     items = _decode_list(data, 6, "proposal")
     proposal = Proposal(
-        height=_uint(items[0], "proposal height"),
-        round=_uint(items[1], "proposal round"),
-        block_hash=_bytes(items[2], "proposal block hash"),
-        pol_round=_uint(items[3], "proposal pol_round") - 1,
-        proposer=_bytes(items[4], "proposal proposer"),
-        signature=_bytes(items[5], "proposal signature"),
+        height=field_uint(items[0], "proposal height"),
+        round=field_uint(items[1], "proposal round"),
+        block_hash=field_bytes(items[2], "proposal block hash"),
+        pol_round=field_uint(items[3], "proposal pol_round") - 1,
+        proposer=field_bytes(items[4], "proposal proposer"),
+        signature=field_bytes(items[5], "proposal signature"),
     )
     _check_proposal_fields(proposal)
     return proposal

@@ -18,6 +18,9 @@ The rules they keep:
   the access ends past the current size (memory size is always a multiple of 32); other
   dynamic gas (``KECCAK256``'s per-word cost) goes through py-evm's gas meter.
 
+The handlers repeat their pop-and-convert lines instead of sharing a helper on purpose: a
+helper call would cost about as much as the handler saves.
+
 A handler is ``handler(computation, stack, code, pc) -> pc``: ``code`` is the frame's bytecode
 and ``pc`` the position after the opcode byte; it returns where execution continues. The fixed
 gas (``gas_cost`` of py-evm's opcode) is charged by the interpreter before the call.
